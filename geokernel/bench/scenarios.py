@@ -1,0 +1,181 @@
+"""Benchmark scenarios. Each takes (handle, cfg) and returns {metric: value}.
+
+They run under their own gevent.Timeout in the runner; anything a scenario cannot measure
+it reports as None plus a reason in the "_notes" key.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import gevent
+import gevent.event
+import psutil
+
+from ..client import KernelHandle, start_kernel
+
+COMM_TARGET = "geokernel_bench_echo"
+COMM_SETUP = (
+    "import comm\n"
+    "def _geokernel_bench_target(c, msg):\n"
+    "    @c.on_msg\n"
+    "    def _echo(m):\n"
+    "        c.send(m['content']['data'])\n"
+    f"comm.get_comm_manager().register_target({COMM_TARGET!r}, _geokernel_bench_target)\n"
+)
+
+
+def _rss_mb(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2 ** 20
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def startup(name: str, cfg) -> tuple[KernelHandle, dict]:
+    t0 = time.monotonic()
+    k = start_kernel(name, startup_timeout=cfg.timeouts["startup"])
+    ready = time.monotonic() - t0
+    return k, {"startup_s": k.first_reply_at - k.launched_at, "ready_s": ready}
+
+
+def idle(k: KernelHandle, cfg) -> dict:
+    gevent.sleep(cfg.settle)
+    p = psutil.Process(k.pid)
+    rss, threads = _rss_mb(k.pid), p.num_threads()
+    c0, t0 = p.cpu_times(), time.monotonic()
+    gevent.sleep(cfg.idle_window)
+    c1, dt = p.cpu_times(), time.monotonic() - t0
+    cpu = (c1.user + c1.system - c0.user - c0.system) / dt * 100
+    return {"idle_rss_mb": rss, "threads": threads, "idle_cpu_pct": cpu}
+
+
+def execute_rtt(k: KernelHandle, cfg) -> dict:
+    for _ in range(5):  # warm-up: first executes import/compile things
+        k.execute("pass", timeout=30)
+    times = []
+    for _ in range(cfg.exec_n):
+        t0 = time.perf_counter()
+        r = k.execute("pass", timeout=30)
+        times.append((time.perf_counter() - t0) * 1000)
+        if r.status != "ok":
+            raise RuntimeError(f"execute failed: {r.error}")
+    return {"exec_p50_ms": statistics.median(times), "exec_p99_ms": _pct(times, 0.99)}
+
+
+def print_lines(k: KernelHandle, cfg) -> dict:
+    n = cfg.lines
+    count = {"stream": 0}
+
+    def on_output(m):
+        if m.msg_type == "stream":
+            count["stream"] += 1
+
+    t0 = time.perf_counter()
+    r = k.execute(f"for i in range({n}): print(i)", on_output=on_output,
+                  timeout=cfg.timeouts["print"])
+    wall = time.perf_counter() - t0
+    complete = r.stdout == "".join(f"{i}\n" for i in range(n))
+    return {"print_s": wall, "print_msgs": count["stream"], "print_complete": complete}
+
+
+def comms(k: KernelHandle, cfg) -> dict:
+    r = k.execute(COMM_SETUP, timeout=30)
+    if r.status != "ok":
+        return {"comm_rt_per_s": None, "_notes": {"comm_rt_per_s": f"no comm support: {r.error}"}}
+    cid = k.comm_open(COMM_TARGET, {})
+    try:
+        def one(i):
+            k.comm_send(cid, {"i": i})
+            m = k.recv_comm(cid, timeout=10)
+            if m.msg_type != "comm_msg" or m.content.get("data") != {"i": i}:
+                raise RuntimeError(f"unexpected comm reply {m.msg_type} {m.content}")
+        one(-1)  # warm-up, and proves the target answers
+        t0 = time.perf_counter()
+        for i in range(cfg.comm_n):
+            one(i)
+        return {"comm_rt_per_s": cfg.comm_n / (time.perf_counter() - t0)}
+    finally:
+        k.comm_close(cid)
+
+
+def completion(k: KernelHandle, cfg) -> dict:
+    times = []
+    for code in ("import o", "pri") * 3:
+        t0 = time.perf_counter()
+        reply = k.complete(code, timeout=30)
+        times.append((time.perf_counter() - t0) * 1000)
+        if reply.get("status") != "ok":
+            raise RuntimeError(f"complete_request failed: {reply}")
+    return {"complete_ms": statistics.median(times), "complete_first_ms": times[0]}
+
+
+def _start_busy(k: KernelHandle, code: str, timeout: float):
+    """Run `code` in a greenlet; return it once the kernel reports busy (+ a moment)."""
+    busy = gevent.event.Event()
+
+    def on_output(m):
+        if m.msg_type == "status" and m.content.get("execution_state") == "busy":
+            busy.set()
+    g = gevent.spawn(k.execute, code, on_output=on_output, timeout=timeout)
+    if not busy.wait(10):
+        g.kill()
+        raise RuntimeError("kernel never reported busy")
+    gevent.sleep(0.5)  # let the loop really start
+    return g
+
+
+def _stop_busy(k: KernelHandle, g, what: str):
+    t0 = time.perf_counter()
+    k.interrupt(timeout=10)
+    r = g.get(timeout=10)
+    dt = (time.perf_counter() - t0) * 1000
+    if r.error is None or r.error.ename != "KeyboardInterrupt":
+        raise RuntimeError(f"{what}: interrupt did not raise KeyboardInterrupt: {r.status} {r.error}")
+    return dt
+
+
+def interrupt(k: KernelHandle, cfg) -> dict:
+    g = _start_busy(k, "while True: pass", cfg.timeouts["interrupt"])
+    return {"interrupt_ms": _stop_busy(k, g, "busy loop")}
+
+
+def heartbeat(k: KernelHandle, cfg) -> dict:
+    k.channels.ping(timeout=5)  # connect the REQ socket outside the measurement
+    t0 = time.perf_counter()
+    ok = k.channels.ping(timeout=5)
+    idle_ms = (time.perf_counter() - t0) * 1000 if ok else None
+    g = _start_busy(k, "x = 0\nwhile True: x += 1", cfg.timeouts["heartbeat"])
+    t0 = time.perf_counter()
+    ok = k.channels.ping(timeout=cfg.hb_cap)
+    busy_ms = (time.perf_counter() - t0) * 1000 if ok else None
+    _stop_busy(k, g, "heartbeat busy loop")
+    out = {"hb_idle_ms": idle_ms, "hb_busy_ms": busy_ms}
+    if not ok:
+        out["_notes"] = {"hb_busy_ms": f"no echo within {cfg.hb_cap}s (cap)"}
+    return out
+
+
+def rss_after_execs(k: KernelHandle, cfg) -> dict:
+    before = _rss_mb(k.pid)
+    for i in range(cfg.execs):
+        r = k.execute(f"x = {i}", timeout=30)
+        if r.status != "ok":
+            raise RuntimeError(f"execute failed: {r.error}")
+    after = _rss_mb(k.pid)
+    return {"rss_after_execs_mb": after, "rss_growth_mb": after - before}
+
+
+# (name, function, timeout key); startup is special-cased by the runner.
+SCENARIOS = [
+    ("idle", idle, "idle"),
+    ("execute_rtt", execute_rtt, "execute_rtt"),
+    ("print_lines", print_lines, "print"),
+    ("comms", comms, "comms"),
+    ("completion", completion, "completion"),
+    ("interrupt", interrupt, "interrupt"),
+    ("heartbeat", heartbeat, "heartbeat"),
+    ("rss_after_execs", rss_after_execs, "rss_after_execs"),
+]

@@ -1,0 +1,203 @@
+"""Command line: run the kernel (`-f CONNECTION_FILE`), `install`, `bench`. Assembles the
+layers and owns process-wide state (signals, sys.stdout/stderr, environment, exit)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+log = logging.getLogger("geokernel")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, non-zero exit
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fail(message: str, code: int = 1):
+    sys.stderr.write(f"geokernel: error: {message}\n")
+    raise SystemExit(code)
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "install":
+        return _install(argv[1:])
+    if argv and argv[0] == "bench":
+        from .bench import main as bench_main  # imported only for this subcommand
+
+        return bench_main(argv[1:])
+    parser = _Parser(prog="geokernel", description="Run the geokernel Jupyter kernel.")
+    parser.add_argument("-f", "--connection-file", required=True, help="Jupyter connection file")
+    parser.add_argument("--log-level", default=os.environ.get("GEOKERNEL_LOG_LEVEL", "WARNING"))
+    args = parser.parse_args(argv)
+    run_kernel(args.connection_file, args.log_level)
+
+
+def _install(argv) -> None:
+    from .kernelspec import DISPLAY_NAME, KERNEL_NAME, install
+
+    parser = _Parser(prog="geokernel install", description="Install the geokernel kernelspec.")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="install for the current user")
+    where.add_argument("--sys-prefix", action="store_true", help="install into sys.prefix")
+    where.add_argument("--prefix", help="install into PREFIX/share/jupyter/kernels")
+    parser.add_argument("--name", default=KERNEL_NAME)
+    parser.add_argument("--display-name", default=DISPLAY_NAME)
+    a = parser.parse_args(argv)
+    try:
+        dest = install(a.user, a.sys_prefix, a.prefix, a.name, a.display_name)
+    except OSError as e:
+        _fail(f"cannot install kernelspec: {e}")
+    print(f"Installed kernelspec {a.name} in {dest}")
+
+
+def _process_setup() -> None:
+    # what a notebook user expects from a kernel's environment (as ipykernel sets it)
+    os.environ.update({"TERM": "xterm-color", "CLICOLOR": "1", "PAGER": "cat", "GIT_PAGER": "cat"})
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+
+
+def _watch_parent() -> None:
+    """Exit when the launching process dies, without a thread: the kernel asks Linux for a
+    SIGTERM when its parent goes away (PR_SET_PDEATHSIG)."""
+    parent = os.environ.get("JPY_PARENT_PID")
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if parent and parent.isdigit() and os.getppid() != int(parent) and int(parent) > 1:
+        # the parent already died before we asked to be told
+        try:
+            os.kill(int(parent), 0)
+        except ProcessLookupError:
+            raise SystemExit(0)
+        except PermissionError:
+            pass
+
+
+def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
+    t0 = time.perf_counter()
+    logging.basicConfig(stream=sys.__stderr__, level=log_level.upper(),
+                        format="[geokernel %(levelname)s] %(message)s")
+    from .connection import ConnectionFileError, load_connection_file
+    from .wire import Codec, Signer
+
+    try:
+        info = load_connection_file(connection_file)
+        signer = Signer(info.key, info.signature_scheme)
+    except (ConnectionFileError, ValueError) as e:
+        _fail(str(e))
+
+    import gevent
+    import gevent.event
+
+    from .message import new_id
+    from .transport import Transport, TransportError
+
+    session = new_id()
+    transport = Transport(info, Codec(signer), session)
+    try:
+        transport.bind()
+    except TransportError as e:
+        _fail(str(e))
+    _watch_parent()
+    _process_setup()
+
+    from .interrupts import ExecutionTick
+    from .iopub import Publisher
+    from .iostream import OutStream
+    from .ipython import IPythonInterpreter
+    from .kernel import Kernel
+
+    publisher = Publisher(transport.send, session)
+    kernel = Kernel(session, None, transport.send, publisher, info.ports)
+    yielder = _CooperativeYield(kernel)
+    sys.stdout = OutStream("stdout", publisher, on_write=yielder)
+    sys.stderr = OutStream("stderr", publisher, on_write=yielder)
+    interp = IPythonInterpreter(publisher, request_input=kernel.request_input, kernel=kernel)
+    kernel.attach_interpreter(interp)
+    ExecutionTick(kernel).install()
+
+    done = gevent.event.Event()
+    kernel.on_shutdown = lambda restart: done.set()
+    _install_sigterm(done)
+    transport.handlers = {"shell": kernel.on_shell, "control": kernel.on_control,
+                          "stdin": kernel.on_stdin}
+    kernel.start()
+    transport.start()
+    log.info("kernel ready in %.0f ms", (time.perf_counter() - t0) * 1000)
+    done.wait()
+    _finish(interp, transport, publisher)
+
+
+class _CooperativeYield:
+    """Called on every stream write: lets the hub run at most every 20 ms of writing, and only
+    from the executing cell's greenlet (cheap: no switch on most writes)."""
+
+    def __init__(self, kernel, every: float = 0.02):
+        import gevent
+
+        self._kernel, self._every, self._gevent = kernel, every, gevent
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self._every:
+            return
+        k = self._kernel
+        if k.executing and self._gevent.getcurrent() is k.worker:
+            self._last = now
+            self._gevent.idle()
+
+
+def _install_sigterm(done) -> None:
+    import signal
+
+    import gevent
+
+    def on_term(signum, frame):
+        gevent.get_hub().loop.run_callback(done.set)
+        # if the hub cannot run soon (a cell stuck in C), the tick will still get it there
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _kill_children() -> None:
+    try:
+        import psutil
+    except ImportError:
+        return
+    children = psutil.Process().children(recursive=True)
+    for c in children:
+        try:
+            c.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=0.5)
+    for c in alive:
+        try:
+            c.kill()
+        except psutil.Error:
+            pass
+
+
+def _finish(interp, transport, publisher) -> None:
+    try:
+        publisher.flush_streams()
+        interp.shutdown()
+        _kill_children()
+        transport.close()
+        transport.ctx.term()  # waits (up to linger) for the last replies to leave
+    finally:
+        sys.__stdout__.flush()
+        sys.__stderr__.flush()
+        os._exit(0)

@@ -1,0 +1,25 @@
+"""gevent-native Jupyter client: discover kernelspecs, launch kernels, drive many at once.
+
+    from geokernel.client import start_kernel
+    with start_kernel("python3") as k:
+        r = k.execute("print(1+1)")
+        assert r.stdout == "2\\n"
+
+Uses zmq.green and never monkey-patches; every wait has a timeout or notices kernel death.
+"""
+from .connection import ConnectionInfo, read_connection_file, write_connection_file
+from .discovery import KernelSpecInfo, get_kernelspec, list_kernelspecs
+from .errors import (ClientError, KernelClosedError, KernelDiedError, KernelLaunchError,
+                     KernelTimeoutError, NoSuchKernelError)
+from .handle import KernelHandle
+from .media import decode_image, richest
+from .outputs import ExecuteError, ExecuteResult
+from .start import connect, start_kernel
+
+__all__ = [
+    "ClientError", "ConnectionInfo", "ExecuteError", "ExecuteResult", "KernelClosedError",
+    "KernelDiedError", "KernelHandle", "KernelLaunchError", "KernelSpecInfo",
+    "KernelTimeoutError", "NoSuchKernelError", "connect", "decode_image", "get_kernelspec",
+    "list_kernelspecs", "read_connection_file", "richest", "start_kernel",
+    "write_connection_file",
+]

@@ -1,0 +1,79 @@
+"""Connection files: pick free ports, write/read the JSON the kernel is started with."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import uuid
+from dataclasses import asdict, dataclass
+
+PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+
+
+@dataclass
+class ConnectionInfo:
+    shell_port: int
+    iopub_port: int
+    stdin_port: int
+    control_port: int
+    hb_port: int
+    ip: str = "127.0.0.1"
+    key: str = ""
+    transport: str = "tcp"
+    signature_scheme: str = "hmac-sha256"
+    kernel_name: str = ""
+
+    def url(self, channel: str) -> str:
+        port = getattr(self, f"{channel}_port")
+        if self.transport == "ipc":
+            return f"ipc://{self.ip}-{port}"
+        return f"tcp://{self.ip}:{port}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def free_ports(n: int, ip: str = "127.0.0.1") -> list[int]:
+    """n distinct free TCP ports; all sockets stay open until every port is chosen."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((ip, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def runtime_dir() -> str:
+    from jupyter_core.paths import jupyter_runtime_dir  # lazy: only for the path
+    path = jupyter_runtime_dir()
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def new_connection_info(kernel_name: str = "", ip: str = "127.0.0.1") -> ConnectionInfo:
+    ports = free_ports(len(PORT_NAMES), ip)
+    return ConnectionInfo(**dict(zip(PORT_NAMES, ports)), ip=ip, key=secrets.token_hex(32),
+                          kernel_name=kernel_name)
+
+
+def write_connection_file(info: ConnectionInfo, path: str | None = None) -> str:
+    """Write `info` (mode 0600: the key is a secret) and return the path."""
+    if path is None:
+        path = os.path.join(runtime_dir(), f"kernel-{uuid.uuid4()}.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info.to_dict(), f, indent=1)
+    return path
+
+
+def read_connection_file(path: str) -> ConnectionInfo:
+    with open(path) as f:
+        data = json.load(f)
+    known = {k: data[k] for k in ConnectionInfo.__dataclass_fields__ if k in data}
+    return ConnectionInfo(**known)

@@ -1,0 +1,84 @@
+"""Staying responsive in one thread: the execution tick and SIGINT.
+
+While a cell runs, SIGALRM fires every `interval` seconds. If the executing greenlet was
+interrupted in user code (no gevent/zmq/greenlet/geokernel frame between the handler and the
+cell's code), the handler lets the hub take a turn (`gevent.idle()`), so the heartbeat and
+control greenlets answer during busy loops and blocking sleeps. SIGINT raises
+KeyboardInterrupt in the cell at a safe point, or schedules a throw when the cell's greenlet is
+parked; it is ignored while idle. This module and cli.py are the only places touching signals.
+"""
+from __future__ import annotations
+
+import signal
+
+import gevent
+
+_UNSAFE_PREFIXES = ("geokernel", "gevent", "zmq", "greenlet")
+
+
+class ExecutionTick:
+    def __init__(self, kernel, interval: float = 0.05):
+        self.kernel = kernel
+        self.interval = interval
+        self.pending_interrupt = False
+        self._cell_code = None  # code object of IPython's run_code: the user-code boundary
+
+    def install(self) -> None:
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        # restart interrupted system calls: a short write to a full pipe must not lose data
+        signal.siginterrupt(signal.SIGALRM, False)
+        signal.signal(signal.SIGINT, self._on_sigint)
+        from IPython.core.interactiveshell import InteractiveShell
+
+        self._cell_code = InteractiveShell.run_code.__code__
+        self.kernel.on_interrupt = self.interrupt
+        self.kernel.on_cell_start = self.cell_started
+        self.kernel.on_cell_end = self.cell_finished
+
+    def cell_started(self) -> None:
+        self.pending_interrupt = False
+        signal.setitimer(signal.ITIMER_REAL, self.interval, self.interval)
+
+    def cell_finished(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        self.pending_interrupt = False
+
+    def _in_user_code(self, frame) -> bool:
+        """True when every frame up to IPython's run_code belongs to neither gevent, zmq,
+        greenlet nor geokernel: only then is it safe to switch greenlets or raise."""
+        cell = self._cell_code
+        while frame is not None:
+            if frame.f_code is cell:
+                return True
+            name = frame.f_globals.get("__name__") or ""
+            if name.startswith(_UNSAFE_PREFIXES):
+                return False
+            frame = frame.f_back
+        return False
+
+    def _executing_here(self) -> bool:
+        k = self.kernel
+        return k.executing and k.worker is not None and gevent.getcurrent() is k.worker
+
+    def _on_alarm(self, signum, frame) -> None:
+        if not self._executing_here() or not self._in_user_code(frame):
+            return
+        if self.pending_interrupt:
+            self.pending_interrupt = False
+            raise KeyboardInterrupt
+        gevent.idle()  # the hub polls I/O and runs ready greenlets, then comes back
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.interrupt(frame)
+
+    def interrupt(self, frame=None) -> None:
+        k = self.kernel
+        if not k.executing:
+            return  # idle: an interrupt is harmless
+        if gevent.getcurrent() is k.worker:
+            if frame is not None and self._in_user_code(frame):
+                raise KeyboardInterrupt
+            self.pending_interrupt = True  # delivered by the next tick at a safe point
+        else:
+            # the cell's greenlet is parked (input, sleep, tick): throw from the hub
+            gevent.get_hub().loop.run_callback(k.throw_into_worker)

@@ -1,0 +1,97 @@
+"""sys.stdout / sys.stderr for the kernel: batched `stream` messages without an IOPub thread.
+
+Writes from the kernel's own thread are buffered and flushed on a short hub timer, on size, and
+before anything else is published. Writes from other OS threads never touch the hub directly:
+they go into a deque and wake the hub through a thread-safe async watcher.
+"""
+from __future__ import annotations
+
+import io
+import threading
+from collections import deque
+
+import gevent
+
+
+class OutStream(io.TextIOBase):
+    def __init__(self, name: str, publisher, interval: float = 0.05,
+                 max_buffer: int = 256 * 1024, on_write=None, thread_parent=None):
+        super().__init__()
+        self.name = name
+        self._publisher = publisher
+        self._max = max_buffer
+        self._buf: list = []
+        self._size = 0
+        self._owner = threading.get_ident()
+        self._on_write = on_write  # cooperative-yield hook from the kernel
+        self._thread_parent = thread_parent  # callable() -> parent header for other threads
+        loop = gevent.get_hub().loop
+        self._timer = loop.timer(interval)
+        self._foreign: deque = deque()
+        self._wakeup = loop.async_()
+        self._wakeup.start(self._drain_foreign)
+        self._wakeup.ref = False  # a pending wake-up must not keep the loop alive
+        publisher.streams.append(self)
+
+    # io.TextIOBase API
+    encoding = "utf-8"
+    errors = "replace"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self):
+        raise io.UnsupportedOperation("kernel streams have no file descriptor")
+
+    def write(self, s) -> int:
+        if isinstance(s, (bytes, bytearray)):
+            s = bytes(s).decode("utf-8", "replace")
+        elif not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if not s:
+            return 0
+        if threading.get_ident() != self._owner:
+            parent = self._thread_parent() if self._thread_parent else self._publisher.parent_header
+            self._foreign.append((parent, s))
+            self._wakeup.send()
+            return len(s)
+        self._buf.append(s)
+        self._size += len(s)
+        if self._size >= self._max:
+            self.flush()
+        elif not self._timer.active:
+            self._timer.start(self.flush)
+        if self._on_write is not None:
+            self._on_write()
+        return len(s)
+
+    def flush(self) -> None:
+        if threading.get_ident() != self._owner:
+            return  # other threads' text is already queued for the hub
+        self._timer.stop()
+        if self._buf:
+            text = "".join(self._buf)
+            self._buf.clear()
+            self._size = 0
+            self._publisher.publish("stream", {"name": self.name, "text": text})
+
+    def _drain_foreign(self) -> None:
+        if self._buf:
+            self.flush()
+        groups: list = []
+        while self._foreign:
+            parent, s = self._foreign.popleft()
+            if groups and groups[-1][0] is parent:
+                groups[-1][1].append(s)
+            else:
+                groups.append((parent, [s]))
+        for parent, parts in groups:
+            self._publisher.publish("stream", {"name": self.name, "text": "".join(parts)},
+                                    parent_header=parent)
+
+    def close_watchers(self) -> None:
+        self._timer.stop()
+        self._wakeup.stop()

@@ -1,0 +1,4 @@
+"""IPython behind geokernel's interpreter interface."""
+from .interpreter import IPythonInterpreter
+
+__all__ = ["IPythonInterpreter"]

@@ -1,0 +1,153 @@
+"""IPythonInterpreter: execute, complete, inspect, is_complete and history through IPython."""
+from __future__ import annotations
+
+import builtins
+import getpass
+import platform
+import sys
+
+import gevent
+from IPython.core.error import StdinNotImplementedError
+
+from ..interpreter import Interpreter
+from .shell import KernelShell
+
+PY_VERSION = platform.python_version()
+HELP_LINKS = [
+    {"text": "Python Reference", "url": f"https://docs.python.org/{sys.version_info[0]}.{sys.version_info[1]}"},
+    {"text": "IPython Reference", "url": "https://ipython.org/documentation.html"},
+    {"text": "NumPy Reference", "url": "https://docs.scipy.org/doc/numpy/reference/"},
+    {"text": "SciPy Reference", "url": "https://docs.scipy.org/doc/scipy/reference/"},
+    {"text": "Matplotlib Reference", "url": "https://matplotlib.org/contents.html"},
+    {"text": "SymPy Reference", "url": "http://docs.sympy.org/latest/index.html"},
+    {"text": "pandas Reference", "url": "https://pandas.pydata.org/pandas-docs/stable/"},
+]
+LANGUAGE_INFO = {
+    "name": "python", "version": PY_VERSION, "mimetype": "text/x-python",
+    "codemirror_mode": {"name": "ipython", "version": 3}, "pygments_lexer": "ipython3",
+    "nbconvert_exporter": "python", "file_extension": ".py",
+}
+
+
+class IPythonInterpreter(Interpreter):
+    def __init__(self, publisher, request_input=None, kernel=None):
+        super().__init__(publisher, request_input)
+        self.shell = KernelShell.instance(output=self, kernel=kernel)
+        self.features: list = []  # supported_features, extended as features land
+
+    @property
+    def execution_count(self) -> int:
+        return self.shell.execution_count
+
+    def kernel_info(self) -> dict:
+        return {"language_info": LANGUAGE_INFO, "banner": self.shell.banner,
+                "help_links": HELP_LINKS, "debugger": False,
+                "supported_features": list(self.features)}
+
+    # ---- execute -------------------------------------------------------------------------
+    def do_execute(self, code, silent, store_history, user_expressions, allow_stdin,
+                   cell_id=None, cell_meta=None) -> dict:
+        shell = self.shell
+        self.last_error = None
+        saved = builtins.input, getpass.getpass
+        builtins.input, getpass.getpass = (self._input, self._getpass) if allow_stdin else \
+            (self._no_input, self._no_input)
+        try:
+            kw = {"cell_id": cell_id} if cell_id is not None else {}
+            result = shell.run_cell(code, store_history=store_history, silent=silent, **kw)
+        finally:
+            builtins.input, getpass.getpass = saved
+        failed = result.error_before_exec or result.error_in_exec
+        if failed is not None:
+            err = self.last_error or {"ename": type(failed).__name__, "evalue": str(failed),
+                                      "traceback": []}
+            reply = {"status": "error", **err}
+        else:
+            reply = {"status": "ok"}
+        reply["execution_count"] = shell.execution_count - 1
+        reply["user_expressions"] = (shell.user_expressions(user_expressions)
+                                     if failed is None else {})
+        reply["payload"] = shell.payload_manager.read_payload()
+        shell.payload_manager.clear_payload()
+        return reply
+
+    def after_execute(self) -> None:
+        # persist history on the hub once the reply is out (no history thread)
+        gevent.get_hub().loop.run_callback(self.shell.history_manager.writeout_cache)
+
+    def shutdown(self) -> None:
+        try:
+            self.shell.history_manager.writeout_cache()
+            self.shell.history_manager.end_session()
+        except Exception:
+            pass
+
+    def _input(self, prompt=""):
+        return self.request_input(str(prompt), False)
+
+    def _getpass(self, prompt="Password: ", stream=None):
+        return self.request_input(str(prompt), True)
+
+    @staticmethod
+    def _no_input(*args, **kwargs):
+        raise StdinNotImplementedError(
+            "raw_input was called, but this frontend does not support input requests.")
+
+    # ---- introspection -------------------------------------------------------------------
+    def do_complete(self, code, cursor_pos) -> dict:
+        from IPython.core.completer import provisionalcompleter, rectify_completions
+
+        if cursor_pos is None:
+            cursor_pos = len(code)
+        with provisionalcompleter():
+            completions = list(rectify_completions(
+                code, self.shell.Completer.completions(code, cursor_pos)))
+        if completions:
+            start, end = completions[0].start, completions[0].end
+        else:
+            start = end = cursor_pos
+        types = [{"start": c.start, "end": c.end, "text": c.text, "type": c.type,
+                  "signature": c.signature} for c in completions]
+        return {"status": "ok", "matches": [c.text for c in completions], "cursor_start": start,
+                "cursor_end": end, "metadata": {"_jupyter_types_experimental": types}}
+
+    def do_inspect(self, code, cursor_pos, detail_level=0, omit_sections=()) -> dict:
+        from IPython.utils.tokenutil import token_at_cursor
+
+        if cursor_pos is None:
+            cursor_pos = len(code)
+        name = token_at_cursor(code, cursor_pos)
+        reply = {"status": "ok", "data": {}, "metadata": {}, "found": False}
+        try:
+            bundle = self.shell.object_inspect_mime(name, detail_level=detail_level,
+                                                    omit_sections=omit_sections)
+        except KeyError:
+            return reply
+        if not self.shell.enable_html_pager:
+            bundle.pop("text/html", None)
+        reply["data"].update(bundle)
+        reply["found"] = True
+        return reply
+
+    def do_is_complete(self, code) -> dict:
+        status, indent = self.shell.input_transformer_manager.check_complete(code)
+        reply = {"status": status}
+        if status == "incomplete":
+            reply["indent"] = " " * (indent or 0)
+        return reply
+
+    def do_history(self, hist_access_type="tail", output=False, raw=True, session=0, start=0,
+                   stop=None, n=None, pattern=None, unique=False, **_ignored) -> dict:
+        hm = self.shell.history_manager
+        if hist_access_type == "tail":
+            hist = hm.get_tail(n if n is not None else 10, raw=raw, output=output, include_latest=True)
+        elif hist_access_type == "range":
+            hist = hm.get_range(session, start, stop, raw=raw, output=output)
+        elif hist_access_type == "search":
+            hist = hm.search(pattern or "*", raw=raw, output=output, n=n, unique=unique)
+        else:
+            hist = []
+        # the current session comes back as 0 (or relative); clients expect absolute numbers
+        current = hm.session_number
+        rows = [[s + current if s <= 0 else s, line, entry] for s, line, entry in hist]
+        return {"status": "ok", "history": rows}

@@ -1,0 +1,68 @@
+"""The IPython shell subclass the kernel runs: output goes to iopub, pages and exits become
+payloads, shell commands stream cooperatively, history has no thread."""
+from __future__ import annotations
+
+from IPython.core import page
+from IPython.core.interactiveshell import InteractiveShell, InteractiveShellABC
+from traitlets import Any, Bool, Type
+
+from ..subprocesses import capture_command, run_streaming
+from .display import KernelDisplayHook, KernelDisplayPublisher
+from .history import ThreadlessHistoryManager
+
+
+class KernelShell(InteractiveShell):
+    displayhook_class = Type(KernelDisplayHook)
+    display_pub_class = Type(KernelDisplayPublisher)
+    output = Any(None)  # the interpreter: publish_execute_result/publish_display/publish_error
+    kernel = Any(None)  # what libraries look up as get_ipython().kernel
+    keepkernel_on_exit = Bool(False)
+
+    # a kernel has no terminal: no readline, no autoindent
+    readline_use = Bool(False)
+    autoindent = Bool(False)
+
+    def init_history(self):
+        self.history_manager = ThreadlessHistoryManager(shell=self, parent=self)
+        self.configurables.append(self.history_manager)
+
+    def init_hooks(self):
+        super().init_hooks()
+        self.set_hook("show_in_pager", page.as_hook(self._page_payload), 99)
+
+    def _page_payload(self, strng, start=0, screen_lines=0, pager_cmd=None):
+        data = strng if isinstance(strng, dict) else {"text/plain": strng}
+        self.payload_manager.write_payload({"source": "page", "data": data, "start": start})
+
+    def set_next_input(self, text, replace=False):
+        self.payload_manager.write_payload(
+            {"source": "set_next_input", "text": text, "replace": replace})
+
+    def ask_exit(self):
+        self.exit_now = not self.keepkernel_on_exit
+        self.payload_manager.write_payload({"source": "ask_exit", "keepkernel": self.keepkernel_on_exit})
+
+    def _showtraceback(self, etype, evalue, stb):
+        self.output.publish_error(etype.__name__ if etype else "", str(evalue), stb)
+
+    def enable_gui(self, gui=None):
+        if gui not in (None, "inline"):
+            raise NotImplementedError(f"geokernel has no '{gui}' event-loop integration")
+
+    def system_piped(self, cmd):
+        if cmd.rstrip().endswith("&"):
+            raise OSError("Background processes are not supported.")
+        self.user_ns["_exit_code"] = run_streaming(self.var_expand(cmd, depth=1))
+
+    system = system_piped
+
+    def getoutput(self, cmd, split=True, depth=0):
+        from IPython.utils.text import LSString, SList
+
+        if cmd.rstrip().endswith("&"):
+            raise OSError("Background processes are not supported.")
+        out = capture_command(self.var_expand(cmd, depth=depth + 1))
+        return SList(out.splitlines()) if split else LSString(out)
+
+
+InteractiveShellABC.register(KernelShell)

@@ -1,0 +1,108 @@
+"""The five channels over zmq.green, each socket owned by exactly one receiving greenlet.
+
+Sends happen from any greenlet with NOBLOCK (ROUTER and XPUB never block on send: they drop
+at the high-water mark instead), so no second greenlet ever waits on a socket.
+"""
+from __future__ import annotations
+
+import logging
+
+import gevent
+import zmq
+import zmq.green as zmqg
+
+from .connection import ConnectionInfo
+from .message import Message, make_header
+from .wire import Codec, WireError
+
+log = logging.getLogger("geokernel.transport")
+
+
+class TransportError(Exception):
+    """A socket could not be bound (one-line message)."""
+
+
+class Transport:
+    def __init__(self, info: ConnectionInfo, codec: Codec, session: str):
+        self.info = info
+        self.codec = codec
+        self.session = session
+        self.ctx = zmqg.Context()
+        self.sockets: dict = {}
+        self.greenlets: list = []
+        # on_shell/on_control/on_stdin are set by whoever assembles the kernel
+        self.handlers: dict = {}
+        self.critical = None  # optional context manager guarding sends from the tick
+
+    def bind(self) -> None:
+        kinds = {"shell": zmq.ROUTER, "control": zmq.ROUTER, "stdin": zmq.ROUTER,
+                 "iopub": zmq.XPUB, "hb": zmq.REP}
+        for name, kind in kinds.items():
+            sock = self.ctx.socket(kind)
+            sock.linger = 1000
+            if kind == zmq.ROUTER:
+                sock.router_handover = 1  # a reconnecting client with the same identity wins
+            if kind == zmq.XPUB:
+                sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscription, for iopub_welcome
+                sock.sndhwm = 100_000
+            url = self.info.url(name)
+            try:
+                sock.bind(url)
+            except zmq.ZMQError as e:
+                self.close()
+                raise TransportError(f"cannot bind {name} channel to {url}: {e.strerror}") from None
+            self.sockets[name] = sock
+
+    def start(self) -> None:
+        for name in ("shell", "control", "stdin"):
+            self.greenlets.append(gevent.spawn(self._serve_router, name))
+        self.greenlets.append(gevent.spawn(self._serve_iopub))
+        self.greenlets.append(gevent.spawn(self._serve_heartbeat))
+
+    def send(self, channel: str, msg: Message) -> None:
+        frames = self.codec.serialize(msg)
+        sock = self.sockets.get(channel)
+        if sock is None:
+            return
+        try:
+            sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=len(frames) > 6)
+        except zmq.ZMQError as e:  # EAGAIN at the high-water mark, or a closed socket
+            log.warning("dropped %s message on %s: %s", msg.msg_type, channel, e)
+
+    def close(self) -> None:
+        for g in self.greenlets:
+            g.kill(block=False)
+        for sock in self.sockets.values():
+            sock.close()
+        self.sockets.clear()
+
+    def _serve_router(self, name: str) -> None:
+        sock = self.sockets[name]
+        while True:
+            frames = sock.recv_multipart(copy=True)
+            try:
+                msg = self.codec.deserialize(frames)
+            except WireError as e:
+                log.warning("dropped a message on %s: %s", name, e)
+                continue
+            handler = self.handlers.get(name)
+            if handler is None:
+                continue
+            try:
+                handler(msg)
+            except Exception:
+                log.exception("error while handling %s on %s", msg.msg_type, name)
+
+    def _serve_iopub(self) -> None:
+        sock = self.sockets["iopub"]
+        while True:
+            event = sock.recv()
+            if event[:1] == b"\x01":  # a new subscription (JEP 65)
+                topic = event[1:].decode("utf-8", "replace")
+                header = make_header("iopub_welcome", self.session)
+                self.send("iopub", Message(header, content={"subscription": topic}))
+
+    def _serve_heartbeat(self) -> None:
+        sock = self.sockets["hb"]
+        while True:
+            sock.send(sock.recv(copy=False))

@@ -1,0 +1,135 @@
+"""Sans-IO Jupyter wire codec: frames <-> Message.
+
+Frames are `[identities..., b"<IDS|MSG>", signature, header, parent, metadata, content,
+buffers...]`. The signature is an HMAC over the four JSON frames; it is checked with a
+constant-time compare *before* any JSON is parsed, and a signature seen before is rejected
+(replay). Imports neither zmq nor gevent.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from base64 import b64encode
+from collections import OrderedDict
+from datetime import date, datetime, timezone
+
+from .message import Message
+
+DELIM = b"<IDS|MSG>"
+
+
+class WireError(ValueError):
+    """A message that must be dropped: malformed, badly signed or replayed."""
+
+
+def _json_default(obj):
+    if isinstance(obj, datetime):
+        if obj.tzinfo is None:
+            obj = obj.replace(tzinfo=timezone.utc)
+        return obj.isoformat().replace("+00:00", "Z")
+    if isinstance(obj, date):
+        return obj.isoformat()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return b64encode(bytes(obj)).decode("ascii")
+    # numpy scalars and friends
+    for cast in (int, float):
+        try:
+            if cast(obj) == obj:
+                return cast(obj)
+        except (TypeError, ValueError):
+            pass
+    if isinstance(obj, (set, frozenset, tuple)) or hasattr(obj, "__iter__"):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, check_circular=False,
+                            allow_nan=True, separators=(",", ":"))
+
+
+def pack(obj) -> bytes:
+    return _encoder.encode(obj).encode("utf-8", "surrogateescape")
+
+
+def unpack(data: bytes):
+    return json.loads(data)
+
+
+class Signer:
+    """HMAC signing with `hmac-<any hashlib name>`; an empty key means unsigned."""
+
+    def __init__(self, key: bytes | str = b"", scheme: str = "hmac-sha256"):
+        if isinstance(key, str):
+            key = key.encode("ascii")
+        if not scheme.startswith("hmac-"):
+            raise ValueError(f"unsupported signature_scheme {scheme!r} (expected hmac-<hash>)")
+        digest = scheme[len("hmac-"):]
+        try:
+            hashlib.new(digest)
+        except (ValueError, TypeError):
+            raise ValueError(f"unsupported signature_scheme {scheme!r}: unknown hash {digest!r}") from None
+        self.key = key
+        self.digest = digest
+        self._template = hmac.new(key, digestmod=digest) if key else None
+
+    def sign(self, parts) -> bytes:
+        if self._template is None:
+            return b""
+        h = self._template.copy()
+        for p in parts:
+            h.update(p)
+        return h.hexdigest().encode("ascii")
+
+    def verify(self, signature: bytes, parts) -> bool:
+        if self._template is None:
+            return True
+        return hmac.compare_digest(signature, self.sign(parts))
+
+
+class Codec:
+    """Turns Messages into frames and frames back into Messages."""
+
+    def __init__(self, signer: Signer, replay_window: int = 2 ** 16):
+        self.signer = signer
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._window = replay_window
+
+    def serialize(self, msg: Message) -> list:
+        parts = [pack(msg.header), pack(msg.parent_header), pack(msg.metadata), pack(msg.content)]
+        frames = list(msg.identities)
+        frames.append(DELIM)
+        frames.append(self.signer.sign(parts))
+        frames.extend(parts)
+        frames.extend(msg.buffers)
+        return frames
+
+    def deserialize(self, frames: list) -> Message:
+        frames = [getattr(f, "bytes", f) for f in frames]  # zmq.Frame -> bytes
+        try:
+            i = frames.index(DELIM)
+        except ValueError:
+            raise WireError("no <IDS|MSG> delimiter") from None
+        identities, rest = frames[:i], frames[i + 1:]
+        if len(rest) < 5:
+            raise WireError(f"expected at least 5 frames after the delimiter, got {len(rest)}")
+        signature, parts, buffers = bytes(rest[0]), [bytes(p) for p in rest[1:5]], rest[5:]
+        if self.signer.key:
+            if not signature:
+                raise WireError("unsigned message")
+            if not self.signer.verify(signature, parts):
+                raise WireError("invalid signature")
+            if signature in self._seen:
+                raise WireError("replayed signature")
+            self._seen[signature] = None
+            if len(self._seen) > self._window:
+                self._seen.popitem(last=False)
+        try:
+            header, parent, metadata, content = (unpack(p) for p in parts)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise WireError(f"invalid JSON: {e}") from None
+        if not isinstance(header, dict) or not isinstance(header.get("msg_type"), str):
+            raise WireError("header is not an object with a msg_type")
+        if not all(isinstance(x, dict) for x in (parent, metadata, content)):
+            raise WireError("parent_header, metadata and content must be objects")
+        return Message(header, parent, metadata, content, list(buffers), identities)
