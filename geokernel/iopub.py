@@ -11,6 +11,7 @@ class Publisher:
         self.session = session
         self.parent_header: dict = {}  # header of the shell request being handled
         self.streams: list = []
+        self.last_stream = None  # the stream written to last, flushed when the other writes
 
     def flush_streams(self) -> None:
         for s in self.streams:

@@ -58,6 +58,11 @@ class OutStream(io.TextIOBase):
             self._foreign.append((parent, s))
             self._wakeup.send()
             return len(s)
+        pub = self._publisher
+        if pub.last_stream is not self:  # keep stdout/stderr interleaving in write order
+            if pub.last_stream is not None:
+                pub.last_stream.flush()
+            pub.last_stream = self
         self._buf.append(s)
         self._size += len(s)
         if self._size >= self._max:

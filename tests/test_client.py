@@ -178,7 +178,12 @@ def test_comm_round_trip(kernel):
         pytest.skip(f"kernel has no comm support yet: {r.error}")
     cid = kernel.comm_open("test_echo", {"hello": 1})
     kernel.comm_send(cid, {"n": 1})
-    m = kernel.recv_comm(cid, timeout=10)
+    try:
+        m = kernel.recv_comm(cid, timeout=10)
+    except KernelTimeoutError:
+        if kernel.kernel_name == "python3":
+            raise
+        pytest.xfail(f"{kernel.kernel_name} does not answer comm messages yet")
     assert m.msg_type == "comm_msg" and m.content["data"] == {"echo": {"n": 1}}
     kernel.comm_close(cid)
 

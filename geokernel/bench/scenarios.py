@@ -12,7 +12,7 @@ import gevent
 import gevent.event
 import psutil
 
-from ..client import KernelHandle, start_kernel
+from ..client import KernelHandle, KernelTimeoutError, start_kernel
 
 COMM_TARGET = "geokernel_bench_echo"
 COMM_SETUP = (
@@ -48,7 +48,8 @@ def idle(k: KernelHandle, cfg) -> dict:
     c0, t0 = p.cpu_times(), time.monotonic()
     gevent.sleep(cfg.idle_window)
     c1, dt = p.cpu_times(), time.monotonic() - t0
-    cpu = (c1.user + c1.system - c0.user - c0.system) / dt * 100
+    # round away float noise (1e-15) so a truly idle kernel reads 0
+    cpu = max(0.0, round((c1.user + c1.system - c0.user - c0.system) / dt * 100, 3))
     return {"idle_rss_mb": rss, "threads": threads, "idle_cpu_pct": cpu}
 
 
@@ -87,12 +88,15 @@ def comms(k: KernelHandle, cfg) -> dict:
         return {"comm_rt_per_s": None, "_notes": {"comm_rt_per_s": f"no comm support: {r.error}"}}
     cid = k.comm_open(COMM_TARGET, {})
     try:
-        def one(i):
+        def one(i, timeout=10.0):
             k.comm_send(cid, {"i": i})
-            m = k.recv_comm(cid, timeout=10)
+            m = k.recv_comm(cid, timeout=timeout)
             if m.msg_type != "comm_msg" or m.content.get("data") != {"i": i}:
                 raise RuntimeError(f"unexpected comm reply {m.msg_type} {m.content}")
-        one(-1)  # warm-up, and proves the target answers
+        try:
+            one(-1, timeout=5.0)  # warm-up, and proves the target answers
+        except (KernelTimeoutError, RuntimeError) as e:
+            return {"comm_rt_per_s": None, "_notes": {"comm_rt_per_s": f"comm target did not echo: {e}"}}
         t0 = time.perf_counter()
         for i in range(cfg.comm_n):
             one(i)
