@@ -86,7 +86,9 @@ def _watch_parent() -> None:
 
 def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     t0 = time.perf_counter()
-    logging.basicConfig(stream=sys.__stderr__, level=log_level.upper(),
+    # log to the launcher's stderr, kept on its own descriptor before fd 2 is captured
+    log_stream = os.fdopen(os.dup(2), "w", buffering=1)
+    logging.basicConfig(stream=log_stream, level=log_level.upper(),
                         format="[geokernel %(levelname)s] %(message)s")
     from .connection import ConnectionFileError, load_connection_file
     from .wire import Codec, Signer
@@ -120,9 +122,11 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
 
     publisher = Publisher(transport.send, session)
     kernel = Kernel(session, None, transport.send, publisher, info.ports)
+    _capture_fds(kernel, publisher)
     yielder = _CooperativeYield(kernel)
-    sys.stdout = OutStream("stdout", publisher, on_write=yielder)
-    sys.stderr = OutStream("stderr", publisher, on_write=yielder)
+    thread_parent = _attribute_threads(publisher)
+    sys.stdout = OutStream("stdout", publisher, on_write=yielder, thread_parent=thread_parent)
+    sys.stderr = OutStream("stderr", publisher, on_write=yielder, thread_parent=thread_parent)
     interp = IPythonInterpreter(publisher, request_input=kernel.request_input, kernel=kernel)
     kernel.attach_interpreter(interp)
     ExecutionTick(kernel).install()
@@ -137,6 +141,37 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     log.info("kernel ready in %.0f ms", (time.perf_counter() - t0) * 1000)
     done.wait()
     _finish(interp, transport, publisher)
+
+
+def _capture_fds(kernel, publisher) -> None:
+    from .fdcapture import FdCapture
+
+    if not FdCapture.available() or os.environ.get("GEOKERNEL_NO_FD_CAPTURE"):
+        return
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        cap = FdCapture(fd, name, publisher)
+        publisher.streams.append(cap)  # drained before sys.stdout/sys.stderr are flushed
+        kernel.cell_hooks.append(cap)
+
+
+def _attribute_threads(publisher):
+    """Output of a thread belongs to the cell that started it, even after that cell ended:
+    Thread.start records the starting cell's parent header on the thread."""
+    import threading
+
+    original_start = threading.Thread.start
+
+    def start(self, *args, **kwargs):
+        current = threading.current_thread()
+        self._geokernel_parent = getattr(current, "_geokernel_parent", None) or publisher.parent_header
+        return original_start(self, *args, **kwargs)
+
+    threading.Thread.start = start
+
+    def thread_parent():
+        return getattr(threading.current_thread(), "_geokernel_parent", None) or publisher.parent_header
+
+    return thread_parent
 
 
 class _CooperativeYield:

@@ -21,19 +21,21 @@ class ExecutionTick:
         self.kernel = kernel
         self.interval = interval
         self.pending_interrupt = False
-        self._cell_code = None  # code object of IPython's run_code: the user-code boundary
+        self._boundaries = ()  # code objects where user code starts (see _in_user_code)
 
     def install(self) -> None:
         signal.signal(signal.SIGALRM, self._on_alarm)
         # restart interrupted system calls: a short write to a full pipe must not lose data
         signal.siginterrupt(signal.SIGALRM, False)
         signal.signal(signal.SIGINT, self._on_sigint)
+        from IPython.core.async_helpers import _AsyncIORunner
         from IPython.core.interactiveshell import InteractiveShell
 
-        self._cell_code = InteractiveShell.run_code.__code__
+        # a cell's code runs under run_code; a cell with top-level await runs its asyncio loop
+        # under the asyncio runner (run_code is then a suspended coroutine, not on the stack)
+        self._boundaries = (InteractiveShell.run_code.__code__, _AsyncIORunner.__call__.__code__)
         self.kernel.on_interrupt = self.interrupt
-        self.kernel.on_cell_start = self.cell_started
-        self.kernel.on_cell_end = self.cell_finished
+        self.kernel.cell_hooks.insert(0, self)
 
     def cell_started(self) -> None:
         self.pending_interrupt = False
@@ -44,11 +46,11 @@ class ExecutionTick:
         self.pending_interrupt = False
 
     def _in_user_code(self, frame) -> bool:
-        """True when every frame up to IPython's run_code belongs to neither gevent, zmq,
+        """True when every frame up to the cell's boundary belongs to neither gevent, zmq,
         greenlet nor geokernel: only then is it safe to switch greenlets or raise."""
-        cell = self._cell_code
+        boundaries = self._boundaries
         while frame is not None:
-            if frame.f_code is cell:
+            if frame.f_code in boundaries:
                 return True
             name = frame.f_globals.get("__name__") or ""
             if name.startswith(_UNSAFE_PREFIXES):
@@ -61,17 +63,22 @@ class ExecutionTick:
         return k.executing and k.worker is not None and gevent.getcurrent() is k.worker
 
     def _on_alarm(self, signum, frame) -> None:
+        __tracebackhide__ = True  # noqa: F841 (IPython hides this frame in tracebacks)
         if not self._executing_here() or not self._in_user_code(frame):
             return
         if self.pending_interrupt:
             self.pending_interrupt = False
             raise KeyboardInterrupt
-        gevent.idle()  # the hub polls I/O and runs ready greenlets, then comes back
+        try:
+            gevent.idle()  # the hub polls I/O and runs ready greenlets, then comes back
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # drop the hub's frames from the traceback
 
     def _on_sigint(self, signum, frame) -> None:
         self.interrupt(frame)
 
     def interrupt(self, frame=None) -> None:
+        __tracebackhide__ = True  # noqa: F841
         k = self.kernel
         if not k.executing:
             return  # idle: an interrupt is harmless

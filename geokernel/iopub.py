@@ -10,7 +10,7 @@ class Publisher:
         self._send = send  # callable(channel, Message), usually Transport.send
         self.session = session
         self.parent_header: dict = {}  # header of the shell request being handled
-        self.streams: list = []
+        self.streams: list = []  # flushed in order: fd captures first, then sys.stdout/err
         self.last_stream = None  # the stream written to last, flushed when the other writes
 
     def flush_streams(self) -> None:

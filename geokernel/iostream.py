@@ -29,7 +29,7 @@ class OutStream(io.TextIOBase):
         self._timer = loop.timer(interval)
         self._foreign: deque = deque()
         self._wakeup = loop.async_()
-        self._wakeup.start(self._drain_foreign)
+        self._wakeup.start(self.flush)
         self._wakeup.ref = False  # a pending wake-up must not keep the loop alive
         publisher.streams.append(self)
 
@@ -82,10 +82,11 @@ class OutStream(io.TextIOBase):
             self._buf.clear()
             self._size = 0
             self._publisher.publish("stream", {"name": self.name, "text": text})
+        if self._foreign:
+            self._publish_foreign()
 
-    def _drain_foreign(self) -> None:
-        if self._buf:
-            self.flush()
+    def _publish_foreign(self) -> None:
+        # one message per run of writes with the same parent, in arrival order
         groups: list = []
         while self._foreign:
             parent, s = self._foreign.popleft()

@@ -29,8 +29,7 @@ class Kernel:
         self.ports = ports or {}
         self.on_shutdown = None  # set by cli: callable(restart: bool)
         self.on_interrupt = None  # set by cli: how to interrupt the running cell
-        self.on_cell_start = None  # set by cli: start/stop the execution tick
-        self.on_cell_end = None
+        self.cell_hooks: list = []  # objects with cell_started()/cell_finished() (tick, fd capture)
         self._queue: Queue = Queue()
         self._aborting = False
         self.executing = False
@@ -144,8 +143,8 @@ class Kernel:
         self._stdin_request = msg
         self._allow_stdin = bool(c.get("allow_stdin", True))
         self.executing = True
-        if self.on_cell_start is not None:
-            self.on_cell_start()
+        for hook in self.cell_hooks:
+            hook.cell_started()
         try:
             reply = self.interp.do_execute(
                 code, silent=silent, store_history=store_history,
@@ -154,17 +153,19 @@ class Kernel:
                 cell_meta=msg.metadata)
         finally:
             self.executing = False
-            if self.on_cell_end is not None:
-                self.on_cell_end()
+            for hook in reversed(self.cell_hooks):
+                hook.cell_finished()
             self._stdin_request = None
         self.publisher.flush_streams()
         md = {"started": started, "dependencies_met": True, "engine": self.session,
               "status": reply["status"]}
+        if reply["status"] == "error" and c.get("stop_on_error", True):
+            # abort what was sent before this reply (not what a client sends after seeing it):
+            # let the shell greenlet pull in everything already waiting, then reply
+            gevent.idle()
+            self._aborting = True
         self.reply(channel, msg, reply, md)
         self.interp.after_execute()
-        if reply["status"] == "error" and c.get("stop_on_error", True):
-            gevent.idle()  # let the shell greenlet pull in everything already sent
-            self._aborting = True
 
     def kernel_info_request(self, msg: Message, channel: str) -> None:
         content = {"status": "ok", "protocol_version": PROTOCOL_VERSION,

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from geokernel.bench import main
 from geokernel.bench.metrics import METRICS
 from geokernel.client import list_kernelspecs
 
+ROOT = Path(__file__).resolve().parents[1]
 INSTALLED = {s.name for s in list_kernelspecs()}
 
 
@@ -42,3 +46,9 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
 def test_bench_no_kernels(capsys):
     assert main(["--quick", "--kernels", "no-such-kernel"]) == 2
     assert "no kernel to benchmark" in capsys.readouterr().err
+
+
+def test_bench_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "geokernel.bench", "--help"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0 and "--kernels" in out.stdout and "--plot" in out.stdout

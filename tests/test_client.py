@@ -11,7 +11,8 @@ import gevent
 import psutil
 import pytest
 
-from geokernel.client import (KernelDiedError, KernelTimeoutError, NoSuchKernelError,
+from geokernel.client import (KernelDiedError, KernelLaunchError, KernelTimeoutError,
+                              NoSuchKernelError,
                               connect, decode_image, list_kernelspecs, richest, start_kernel)
 from geokernel.client.outputs import OutputCollector
 from geokernel.message import Message
@@ -241,6 +242,12 @@ def test_death_during_start(fake_kernelspec):
     with pytest.raises(KernelDiedError, match="exit code 7") as ei:
         start_kernel(name, startup_timeout=30)
     assert ei.value.kernel_name == name
+
+
+def test_missing_executable(fake_kernelspec):
+    name = fake_kernelspec("no-exe", ["/nonexistent/kernel-binary", "{connection_file}"])
+    with pytest.raises(KernelLaunchError, match="no-exe"):
+        start_kernel(name, startup_timeout=10)
 
 
 def test_startup_timeout_kills(fake_kernelspec):

@@ -19,14 +19,14 @@ from .discovery import KernelSpecInfo
 from .errors import ClientError, KernelClosedError, KernelDiedError, KernelLaunchError, KernelTimeoutError
 from .launcher import kill_process, launch
 from .outputs import ExecuteError, ExecuteResult, OutputCollector
+from .shell_api import DEFAULT, ShellRequestsMixin
 
 log = logging.getLogger(__name__)
 
-DEFAULT = -1.0  # timeout sentinel: use the handle's request_timeout (None = wait forever)
 RESEND_INTERVAL = 0.5  # start-up: re-send kernel_info_request this often until answered
 
 
-class KernelHandle(CommMixin):
+class KernelHandle(ShellRequestsMixin, CommMixin):
     def __init__(self, info: ConnectionInfo, connection_file: str, *,
                  spec: KernelSpecInfo | None = None, owns_file: bool = False,
                  cwd: str | None = None, env: dict | None = None, request_timeout: float = 60.0):
@@ -73,11 +73,12 @@ class KernelHandle(CommMixin):
         return self.spec.interrupt_mode if self.spec else "message"
 
     def _launch(self) -> None:
+        launched_at = time.monotonic()  # before fork/exec: start-up includes spawning
         try:
             proc = launch(self.spec, self.connection_file, self._cwd, self._env)
         except OSError as e:
             raise KernelLaunchError(f"cannot launch kernel {self.kernel_name!r}: {e}") from e
-        self.launched_at, self.first_reply_at = time.monotonic(), None
+        self.launched_at, self.first_reply_at = launched_at, None
         self._proc, self._exit_code = proc, None
         self._watcher = gevent.spawn(self._watch, proc)
 
@@ -249,29 +250,6 @@ class KernelHandle(CommMixin):
             except Exception:  # the kernel would block forever without an answer
                 log.exception("on_input failed; answering ''")
         self.channels.send("stdin", "input_reply", {"value": value}, parent=m.header)
-
-    def kernel_info(self, timeout: float | None = DEFAULT) -> dict:
-        return self.request("shell", "kernel_info_request", {}, timeout).content
-
-    def complete(self, code: str, cursor_pos: int | None = None,
-                 timeout: float | None = DEFAULT) -> dict:
-        pos = len(code) if cursor_pos is None else cursor_pos
-        return self.request("shell", "complete_request", {"code": code, "cursor_pos": pos},
-                            timeout).content
-
-    def inspect(self, code: str, cursor_pos: int | None = None, detail_level: int = 0,
-                timeout: float | None = DEFAULT) -> dict:
-        pos = len(code) if cursor_pos is None else cursor_pos
-        return self.request("shell", "inspect_request", {
-            "code": code, "cursor_pos": pos, "detail_level": detail_level}, timeout).content
-
-    def is_complete(self, code: str, timeout: float | None = DEFAULT) -> dict:
-        return self.request("shell", "is_complete_request", {"code": code}, timeout).content
-
-    def history(self, raw: bool = True, output: bool = False, hist_access_type: str = "range",
-                timeout: float | None = DEFAULT, **kw) -> dict:
-        content = {"raw": raw, "output": output, "hist_access_type": hist_access_type, **kw}
-        return self.request("shell", "history_request", content, timeout).content
 
     # -- lifecycle ----------------------------------------------------------------------
     def is_alive(self, timeout: float = 1.0) -> bool:
