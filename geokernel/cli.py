@@ -129,6 +129,13 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     sys.stderr = OutStream("stderr", publisher, on_write=yielder, thread_parent=thread_parent)
     interp = IPythonInterpreter(publisher, request_input=kernel.request_input, kernel=kernel)
     kernel.attach_interpreter(interp)
+    publisher.enable_threads(gevent.get_hub().loop)
+    from .comms import CommBridge
+
+    comms = CommBridge(publisher, kernel)
+    comms.install()
+    kernel.shell_handlers.update(comms.handlers())
+    kernel.comm_manager = comms.manager  # where code written for ipykernel looks for it
     ExecutionTick(kernel).install()
 
     done = gevent.event.Event()

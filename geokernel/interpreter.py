@@ -34,9 +34,6 @@ class Interpreter:
     def do_history(self, **request) -> dict:
         return {"status": "ok", "history": []}
 
-    def do_comm_info(self, target_name=None) -> dict:
-        return {"status": "ok", "comms": {}}
-
     def after_execute(self) -> None:
         """Called after an execute_reply has been sent (cheap bookkeeping goes here)."""
 

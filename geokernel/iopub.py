@@ -2,6 +2,9 @@
 output stays in order with displays, errors and replies."""
 from __future__ import annotations
 
+import threading
+from collections import deque
+
 from .message import Message, make_header
 
 
@@ -9,6 +12,11 @@ class Publisher:
     def __init__(self, send, session: str):
         self._send = send  # callable(channel, Message), usually Transport.send
         self.session = session
+        # other OS threads (widgets updated from a thread) never touch the sockets: their
+        # messages are queued and sent by the hub, woken through a thread-safe async watcher
+        self._owner = threading.get_ident()
+        self._foreign: deque = deque()
+        self._wakeup = None
         self.parent_header: dict = {}  # header of the shell request being handled
         self.streams: list = []  # flushed in order: fd captures first, then sys.stdout/err
         self.last_stream = None  # the stream written to last, flushed when the other writes
@@ -19,10 +27,29 @@ class Publisher:
 
     def publish(self, msg_type: str, content: dict, parent_header: dict | None = None,
                 metadata: dict | None = None, buffers: list | None = None) -> None:
-        if msg_type != "stream":
-            self.flush_streams()
         if parent_header is None:
             parent_header = self.parent_header
         msg = Message(make_header(msg_type, self.session), parent_header, metadata or {},
                       content, buffers or [])
+        if threading.get_ident() != self._owner:
+            self._foreign.append(msg)
+            self._wake()
+            return
+        if msg_type != "stream":
+            self.flush_streams()
         self._send("iopub", msg)
+
+    def _wake(self) -> None:
+        if self._wakeup is None:
+            raise RuntimeError("publishing from another thread before enable_threads()")
+        self._wakeup.send()
+
+    def enable_threads(self, loop) -> None:
+        self._wakeup = loop.async_()
+        self._wakeup.start(self._send_foreign)
+        self._wakeup.ref = False
+
+    def _send_foreign(self) -> None:
+        self.flush_streams()
+        while self._foreign:
+            self._send("iopub", self._foreign.popleft())

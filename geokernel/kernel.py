@@ -60,8 +60,10 @@ class Kernel:
 
     def attach_interpreter(self, interpreter) -> None:
         self.interp = interpreter
-        # e.g. comm_open/comm_msg/comm_close: on shell, handled in order with other requests
-        self.shell_handlers.update(getattr(interpreter, "extra_shell_handlers", dict)())
+
+    def get_parent(self, channel: str = "shell") -> dict:
+        """The request being handled, as ipykernel exposes it (the Output widget reads it)."""
+        return {"header": self.publisher.parent_header}
 
     # ---- entry points from the transport --------------------------------------------------
     def start(self) -> None:
@@ -191,8 +193,8 @@ class Kernel:
     def history_request(self, msg, channel):
         self.reply(channel, msg, self.interp.do_history(**msg.content))
 
-    def comm_info_request(self, msg, channel):
-        self.reply(channel, msg, self.interp.do_comm_info(msg.content.get("target_name")))
+    def comm_info_request(self, msg, channel):  # replaced by the comm bridge when installed
+        self.reply(channel, msg, {"status": "ok", "comms": {}})
 
     def connect_request(self, msg, channel):
         content = {f"{ch}_port": port for ch, port in self.ports.items()}

@@ -34,6 +34,14 @@ class KernelShell(InteractiveShell):
         data = strng if isinstance(strng, dict) else {"text/plain": strng}
         self.payload_manager.write_payload({"source": "page", "data": data, "start": start})
 
+    def get_parent(self) -> dict:
+        """The request whose outputs we are producing (ipywidgets' Output widget asks)."""
+        return self.kernel.get_parent() if self.kernel is not None else {}
+
+    def set_parent(self, parent: dict) -> None:
+        if parent and parent.get("header"):
+            self.output.publisher.parent_header = parent["header"]
+
     def set_next_input(self, text, replace=False):
         self.payload_manager.write_payload(
             {"source": "set_next_input", "text": text, "replace": replace})
