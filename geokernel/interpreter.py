@@ -8,6 +8,7 @@ class Interpreter:
         self.publisher = publisher
         self.request_input = request_input  # callable(prompt, password) -> str, from the kernel
         self.last_error: dict | None = None
+        self.suppress_errors = False  # set while the kernel cleans up after an interrupt
 
     # ---- what the dispatcher calls ---------------------------------------------------------
     @property
@@ -53,5 +54,7 @@ class Interpreter:
         self.publisher.publish("clear_output", {"wait": wait})
 
     def publish_error(self, ename: str, evalue: str, traceback: list) -> None:
+        if self.suppress_errors:
+            return
         self.last_error = {"ename": ename, "evalue": evalue, "traceback": traceback}
         self.publisher.publish("error", dict(self.last_error))

@@ -17,7 +17,7 @@ _UNSAFE_PREFIXES = ("geokernel", "gevent", "zmq", "greenlet")
 
 
 class ExecutionTick:
-    def __init__(self, kernel, interval: float = 0.05):
+    def __init__(self, kernel, interval: float = 0.02):
         self.kernel = kernel
         self.interval = interval
         self.pending_interrupt = False
@@ -28,12 +28,13 @@ class ExecutionTick:
         # restart interrupted system calls: a short write to a full pipe must not lose data
         signal.siginterrupt(signal.SIGALRM, False)
         signal.signal(signal.SIGINT, self._on_sigint)
-        from IPython.core.async_helpers import _AsyncIORunner
         from IPython.core.interactiveshell import InteractiveShell
 
+        from .ipython.shell import run_async_cell
+
         # a cell's code runs under run_code; a cell with top-level await runs its asyncio loop
-        # under the asyncio runner (run_code is then a suspended coroutine, not on the stack)
-        self._boundaries = (InteractiveShell.run_code.__code__, _AsyncIORunner.__call__.__code__)
+        # under our loop runner (run_code is then a suspended coroutine, not on the stack)
+        self._boundaries = (InteractiveShell.run_code.__code__, run_async_cell.__code__)
         self.kernel.on_interrupt = self.interrupt
         self.kernel.cell_hooks.insert(0, self)
 

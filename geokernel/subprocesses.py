@@ -67,6 +67,7 @@ def _stop(proc) -> None:
 
 
 def _run(cmd: str, merge_stderr: bool, on_out, on_err):
+    __tracebackhide__ = True  # noqa: F841
     proc, out_r, err_r = _start(cmd, merge_stderr)
     err_reader = gevent.spawn(_pump, err_r, on_err) if err_r is not None else None
     try:
@@ -74,16 +75,19 @@ def _run(cmd: str, merge_stderr: bool, on_out, on_err):
         if err_reader is not None:
             err_reader.join()
         return _wait(proc)
-    except BaseException:  # interrupt or shutdown: stop the whole command, then re-raise
+    except BaseException as e:  # interrupt or shutdown: stop the whole command, then re-raise
         if err_reader is not None:
             err_reader.kill(block=False)
         _stop(proc)
+        if isinstance(e, KeyboardInterrupt):
+            raise KeyboardInterrupt from None  # without the gevent frames of the wait
         raise
 
 
 def run_streaming(cmd: str) -> int:
     """Run `cmd`, copying its output to sys.stdout/sys.stderr as it comes; return its status
     (negative signal number when killed by a signal, as IPython reports it)."""
+    __tracebackhide__ = True  # noqa: F841
     # incremental decoders: a chunk may end in the middle of a UTF-8 character
     out_dec = codecs.getincrementaldecoder("utf-8")("replace")
     err_dec = codecs.getincrementaldecoder("utf-8")("replace")

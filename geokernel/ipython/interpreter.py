@@ -10,7 +10,7 @@ import gevent
 from IPython.core.error import StdinNotImplementedError
 
 from ..interpreter import Interpreter
-from .shell import KernelShell
+from .shell import KernelShell, run_async_cell
 
 PY_VERSION = platform.python_version()
 HELP_LINKS = [
@@ -33,6 +33,7 @@ class IPythonInterpreter(Interpreter):
     def __init__(self, publisher, request_input=None, kernel=None):
         super().__init__(publisher, request_input)
         self.shell = KernelShell.instance(output=self, kernel=kernel)
+        self.shell.loop_runner = run_async_cell
         self.features: list = []  # supported_features, extended as features land
 
     @property
@@ -83,10 +84,21 @@ class IPythonInterpreter(Interpreter):
             pass
 
     def _input(self, prompt=""):
-        return self.request_input(str(prompt), False)
+        __tracebackhide__ = True  # noqa: F841
+        return self._ask(str(prompt), False)
 
     def _getpass(self, prompt="Password: ", stream=None):
-        return self.request_input(str(prompt), True)
+        __tracebackhide__ = True  # noqa: F841
+        return self._ask(str(prompt), True)
+
+    def _ask(self, prompt, password):
+        __tracebackhide__ = True  # noqa: F841
+        try:
+            return self.request_input(prompt, password)
+        except KeyboardInterrupt:
+            # a fresh exception: the traceback then stops here instead of listing (and having
+            # IPython parse the source of) the kernel and gevent frames of the wait
+            raise KeyboardInterrupt from None
 
     @staticmethod
     def _no_input(*args, **kwargs):

@@ -11,6 +11,32 @@ from .display import KernelDisplayHook, KernelDisplayPublisher
 from .history import ThreadlessHistoryManager
 
 
+def run_async_cell(coro):
+    """IPython's loop runner for cells with top-level await. An interrupt lands in asyncio's
+    select (the cell's coroutine is suspended): cancel the cell's task and raise a fresh
+    KeyboardInterrupt, so the traceback is short and the task is not left pending."""
+    __tracebackhide__ = True  # noqa: F841
+    import asyncio
+
+    from IPython.core.async_helpers import get_asyncio_loop
+
+    loop = get_asyncio_loop()
+    task = loop.create_task(coro)
+    try:
+        return loop.run_until_complete(task)
+    except KeyboardInterrupt:
+        task.cancel()
+        output = InteractiveShell.instance().output
+        output.suppress_errors = True  # the CancelledError is ours, not the user's
+        try:
+            loop.run_until_complete(task)
+        except (asyncio.CancelledError, Exception, KeyboardInterrupt):
+            pass
+        finally:
+            output.suppress_errors = False
+        raise KeyboardInterrupt from None
+
+
 class KernelShell(InteractiveShell):
     displayhook_class = Type(KernelDisplayHook)
     display_pub_class = Type(KernelDisplayPublisher)
@@ -58,6 +84,7 @@ class KernelShell(InteractiveShell):
             raise NotImplementedError(f"geokernel has no '{gui}' event-loop integration")
 
     def system_piped(self, cmd):
+        __tracebackhide__ = True  # noqa: F841
         if cmd.rstrip().endswith("&"):
             raise OSError("Background processes are not supported.")
         self.user_ns["_exit_code"] = run_streaming(self.var_expand(cmd, depth=1))
