@@ -103,7 +103,12 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     import gevent.event
 
     from .message import new_id
-    from .transport import Transport, TransportError
+
+    if os.environ.get("GEOKERNEL_TRANSPORT", "zmq").lower() == "zmtp":
+        # pure-Python ZMTP: no libzmq, so no I/O and reaper threads (and no zmq import)
+        from .transport_zmtp import TransportError, ZmtpTransport as Transport
+    else:
+        from .transport import Transport, TransportError
 
     session = new_id()
     transport = Transport(info, Codec(signer), session)
@@ -114,10 +119,9 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     _watch_parent()
     _process_setup()
 
-    from .interrupts import ExecutionTick
     from .iopub import Publisher
     from .iostream import OutStream
-    from .ipython import IPythonInterpreter
+    from .ipython import info as ipython_info
     from .kernel import Kernel
 
     publisher = Publisher(transport.send, session)
@@ -127,8 +131,6 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     thread_parent = _attribute_threads(publisher)
     sys.stdout = OutStream("stdout", publisher, on_write=yielder, thread_parent=thread_parent)
     sys.stderr = OutStream("stderr", publisher, on_write=yielder, thread_parent=thread_parent)
-    interp = IPythonInterpreter(publisher, request_input=kernel.request_input, kernel=kernel)
-    kernel.attach_interpreter(interp)
     publisher.enable_threads(gevent.get_hub().loop)
     from .comms import CommBridge
 
@@ -136,8 +138,14 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     comms.install()
     kernel.shell_handlers.update(comms.handlers())
     kernel.comm_manager = comms.manager  # where code written for ipykernel looks for it
-    ExecutionTick(kernel).install()
+    # IPython (~100 ms) loads on first need or right after the hub's first turn, so the
+    # kernel answers kernel_info (is "ready") without waiting for it
+    kernel.static_kernel_info = ipython_info.kernel_info
+    ipython_info.SUPPORTED_FEATURES.append("debugger")  # debug_request is always wired
+    kernel.load_interpreter = lambda: _load_interpreter(kernel, publisher)
+    import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the tick's handler is installed
     done = gevent.event.Event()
     kernel.on_shutdown = lambda restart: done.set()
     _install_sigterm(done)
@@ -145,9 +153,32 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
                           "stdin": kernel.on_stdin}
     kernel.start()
     transport.start()
-    log.info("kernel ready in %.0f ms", (time.perf_counter() - t0) * 1000)
+    gevent.spawn(_warm_up, kernel)
+    log.info("kernel listening after %.0f ms", (time.perf_counter() - t0) * 1000)
     done.wait()
-    _finish(interp, transport, publisher)
+    _finish(kernel, transport, publisher)
+
+
+def _load_interpreter(kernel, publisher):
+    from .interrupts import ExecutionTick
+    from .ipython.interpreter import IPythonInterpreter
+
+    interp = IPythonInterpreter(publisher, request_input=kernel.request_input, kernel=kernel)
+    kernel.attach_interpreter(interp)
+    # GEOKERNEL_TICK_MS: the tick period, for measuring its cost (default 20 ms)
+    tick = ExecutionTick(kernel, float(os.environ.get("GEOKERNEL_TICK_MS", "20")) / 1000)
+    tick.install()
+    from .debugger import install_debugger  # light: debugpy loads on the first debug_request
+
+    install_debugger(kernel, interp, publisher, tick)
+    return interp
+
+
+def _warm_up(kernel) -> None:
+    import gevent
+
+    gevent.idle()  # the channel greenlets first answer what is already waiting (kernel_info)
+    kernel.interp
 
 
 def _capture_fds(kernel, publisher) -> None:
@@ -157,7 +188,7 @@ def _capture_fds(kernel, publisher) -> None:
         return
     for fd, name in ((1, "stdout"), (2, "stderr")):
         cap = FdCapture(fd, name, publisher)
-        publisher.streams.append(cap)  # drained before sys.stdout/sys.stderr are flushed
+        publisher.fd_captures.append(cap)
         kernel.cell_hooks.append(cap)
 
 
@@ -232,13 +263,14 @@ def _kill_children() -> None:
             pass
 
 
-def _finish(interp, transport, publisher) -> None:
+def _finish(kernel, transport, publisher) -> None:
     try:
         publisher.flush_streams()
-        interp.shutdown()
+        if kernel.interpreter_loaded:
+            kernel.interp.shutdown()
         _kill_children()
         transport.close()
-        transport.ctx.term()  # waits (up to linger) for the last replies to leave
+        transport.term()  # waits (up to linger) for the last replies to leave
     finally:
         sys.__stdout__.flush()
         sys.__stderr__.flush()

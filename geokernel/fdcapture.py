@@ -56,9 +56,6 @@ class FdCapture:
         self._timer.stop()
         self.drain()
 
-    def flush(self) -> None:
-        self.drain()
-
     def drain(self) -> None:
         while True:
             size = os.fstat(self._mem).st_size

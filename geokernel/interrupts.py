@@ -13,7 +13,9 @@ import signal
 
 import gevent
 
-_UNSAFE_PREFIXES = ("geokernel", "gevent", "zmq", "greenlet")
+# pydevd/debugpy frames sit between the handler and the cell while a cell is stopped at a
+# breakpoint: never switch or raise there (the debugger's suspend pump yields instead)
+_UNSAFE_PREFIXES = ("geokernel", "gevent", "zmq", "greenlet", "_pydev", "pydev", "debugpy")
 
 
 class ExecutionTick:

@@ -18,10 +18,16 @@ class Publisher:
         self._foreign: deque = deque()
         self._wakeup = None
         self.parent_header: dict = {}  # header of the shell request being handled
-        self.streams: list = []  # flushed in order: fd captures first, then sys.stdout/err
+        self.fd_captures: list = []  # fd 1/2 captures: drained before any Python-level output
+        self.streams: list = []  # sys.stdout / sys.stderr
         self.last_stream = None  # the stream written to last, flushed when the other writes
 
+    def drain_fds(self) -> None:
+        for c in self.fd_captures:
+            c.drain()
+
     def flush_streams(self) -> None:
+        self.drain_fds()
         for s in self.streams:
             s.flush()
 

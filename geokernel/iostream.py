@@ -78,6 +78,7 @@ class OutStream(io.TextIOBase):
             return  # other threads' text is already queued for the hub
         self._timer.stop()
         if self._buf:
+            self._publisher.drain_fds()  # what C code or a child wrote earlier goes first
             text = "".join(self._buf)
             self._buf.clear()
             self._size = 0

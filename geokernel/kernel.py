@@ -23,7 +23,10 @@ class StdinNotAllowed(Exception):
 class Kernel:
     def __init__(self, session: str, interpreter, send, publisher, ports: dict | None = None):
         self.session = session
-        self.interp = interpreter
+        self._interp = interpreter
+        # the interpreter may be loaded on first need (IPython costs ~100 ms of start-up):
+        self.load_interpreter = None  # callable() -> interpreter
+        self.static_kernel_info = None  # callable() -> kernel_info fields, before loading
         self._send = send
         self.publisher = publisher
         self.ports = ports or {}
@@ -59,7 +62,17 @@ class Kernel:
             self.attach_interpreter(interpreter)
 
     def attach_interpreter(self, interpreter) -> None:
-        self.interp = interpreter
+        self._interp = interpreter
+
+    @property
+    def interp(self):
+        if self._interp is None:
+            self._interp = self.load_interpreter()
+        return self._interp
+
+    @property
+    def interpreter_loaded(self) -> bool:
+        return self._interp is not None
 
     def get_parent(self, channel: str = "shell") -> dict:
         """The request being handled, as ipykernel exposes it (the Output widget reads it)."""
@@ -100,6 +113,9 @@ class Kernel:
 
     def dispatch(self, msg: Message, channel: str, table: dict) -> None:
         handler = table.get(msg.msg_type)
+        if handler is None and self._interp is None and self.load_interpreter is not None:
+            self.interp  # some handlers (the debugger's) are registered when it loads
+            handler = table.get(msg.msg_type)
         self.publish_status("busy", msg)
         try:
             if channel == "shell":
@@ -172,7 +188,10 @@ class Kernel:
     def kernel_info_request(self, msg: Message, channel: str) -> None:
         content = {"status": "ok", "protocol_version": PROTOCOL_VERSION,
                    "implementation": "geokernel", "implementation_version": __version__}
-        content.update(self.interp.kernel_info())
+        if self._interp is None and self.static_kernel_info is not None:
+            content.update(self.static_kernel_info())  # answer without loading IPython
+        else:
+            content.update(self.interp.kernel_info())
         self.reply(channel, msg, content)
 
     def complete_request(self, msg, channel):

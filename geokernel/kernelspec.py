@@ -18,7 +18,7 @@ def kernel_dict(display_name: str = DISPLAY_NAME, executable: str | None = None)
         "language": "python",
         # SIGINT reaches a cell even inside a blocking C call that checks signals
         "interrupt_mode": "signal",
-        "metadata": {"debugger": False},
+        "metadata": {"debugger": True},  # JupyterLab shows its debugger
     }
 
 

@@ -14,12 +14,10 @@ import zmq.green as zmqg
 from .connection import ConnectionInfo
 from .message import Message, make_header
 from .wire import Codec, WireError
+# defined in a zmq-free module so the zmtp transport raises the same class without zmq
+from .zmtp.errors import TransportError  # noqa: F401
 
 log = logging.getLogger("geokernel.transport")
-
-
-class TransportError(Exception):
-    """A socket could not be bound (one-line message)."""
 
 
 class Transport:
@@ -68,6 +66,9 @@ class Transport:
             sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=len(frames) > 6)
         except zmq.ZMQError as e:  # EAGAIN at the high-water mark, or a closed socket
             log.warning("dropped %s message on %s: %s", msg.msg_type, channel, e)
+
+    def term(self) -> None:
+        self.ctx.term()  # waits (up to linger) for the last replies to leave
 
     def close(self) -> None:
         for g in self.greenlets:

@@ -17,6 +17,7 @@ class Metric:
 METRICS = [
     Metric("startup_s", "start-up to first kernel_info_reply", "s", "startup"),
     Metric("ready_s", "start_kernel() until ready (reply + iopub)", "s", "startup"),
+    Metric("first_exec_s", "start_kernel() until the first execute result", "s", "startup"),
     Metric("idle_rss_mb", "idle RSS", "MiB", "idle"),
     Metric("threads", "OS threads", "", "idle", fmt="{:.0f}"),
     Metric("idle_cpu_pct", "idle CPU", "%", "idle", fmt="{:.2f}"),

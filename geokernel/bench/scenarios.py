@@ -38,7 +38,12 @@ def startup(name: str, cfg) -> tuple[KernelHandle, dict]:
     t0 = time.monotonic()
     k = start_kernel(name, startup_timeout=cfg.timeouts["startup"])
     ready = time.monotonic() - t0
-    return k, {"startup_s": k.first_reply_at - k.launched_at, "ready_s": ready}
+    # a kernel may answer kernel_info before its interpreter is loaded (geokernel does):
+    # the first real result shows what that costs, so the start-up figure stays honest
+    r = k.execute("1 + 1", timeout=cfg.timeouts["startup"])
+    first = time.monotonic() - t0 if r.status == "ok" else None
+    return k, {"startup_s": k.first_reply_at - k.launched_at, "ready_s": ready,
+               "first_exec_s": first}
 
 
 def idle(k: KernelHandle, cfg) -> dict:

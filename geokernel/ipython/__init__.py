@@ -1,4 +1,5 @@
-"""IPython behind geokernel's interpreter interface."""
-from .interpreter import IPythonInterpreter
+"""IPython behind geokernel's interpreter interface.
 
-__all__ = ["IPythonInterpreter"]
+Nothing is imported here: `ipython.info` must stay importable without IPython (the kernel
+answers kernel_info before IPython is loaded); the interpreter lives in `ipython.interpreter`.
+"""

@@ -6,6 +6,7 @@ from IPython.core import page
 from IPython.core.interactiveshell import InteractiveShell, InteractiveShellABC
 from traitlets import Any, Bool, Type
 
+from ..debugger.cell_files import CellCompiler
 from ..subprocesses import capture_command, run_streaming
 from .display import KernelDisplayHook, KernelDisplayPublisher
 from .history import ThreadlessHistoryManager
@@ -40,6 +41,7 @@ def run_async_cell(coro):
 class KernelShell(InteractiveShell):
     displayhook_class = Type(KernelDisplayHook)
     display_pub_class = Type(KernelDisplayPublisher)
+    compiler_class = Type(CellCompiler)  # cell file names the debugger can compute
     output = Any(None)  # the interpreter: publish_execute_result/publish_display/publish_error
     kernel = Any(None)  # what libraries look up as get_ipython().kernel
     keepkernel_on_exit = Bool(False)

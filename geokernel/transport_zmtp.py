@@ -1,0 +1,113 @@
+"""The five channels over our own pure-Python ZMTP (geokernel.zmtp): no libzmq in the process,
+so the kernel really is one OS thread (libzmq always adds an I/O thread and a reaper).
+
+Same interface and behaviour as `transport.Transport`; chosen with GEOKERNEL_TRANSPORT=zmtp.
+Sends never block or switch greenlets: bytes are queued per peer and flushed by the peer's
+writer greenlet; at a peer's high-water mark messages are dropped with a warning (as zmq's
+ROUTER and XPUB drop).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import gevent
+
+from .connection import ConnectionInfo
+from .message import Message, make_header
+from .wire import Codec, WireError
+from .zmtp.errors import TransportError
+from .zmtp.sockets import RepSocket, RouterSocket, XPubSocket
+
+log = logging.getLogger("geokernel.transport")
+
+__all__ = ["ZmtpTransport", "TransportError"]
+
+LINGER = 1.0  # seconds term() waits for queued messages to leave (zmq transport: linger=1000)
+
+
+class ZmtpTransport:
+    def __init__(self, info: ConnectionInfo, codec: Codec, session: str):
+        self.info = info
+        self.codec = codec
+        self.session = session
+        self.ctx = None  # no zmq context: see term()
+        self.sockets: dict = {}
+        self.greenlets: list = []
+        # on_shell/on_control/on_stdin are set by whoever assembles the kernel
+        self.handlers: dict = {}
+        self.critical = None  # optional context manager guarding sends from the tick
+        self._closed: list = []
+
+    def bind(self) -> None:
+        kinds = {"shell": RouterSocket, "control": RouterSocket, "stdin": RouterSocket,
+                 "iopub": XPubSocket, "hb": RepSocket}
+        for name, kind in kinds.items():
+            sock = kind(name)
+            url = self.info.url(name)
+            try:
+                sock.bind(url)
+            except OSError as e:
+                sock.close(linger=False)
+                self.close()
+                reason = e.strerror or str(e)
+                raise TransportError(f"cannot bind {name} channel to {url}: {reason}") from None
+            self.sockets[name] = sock
+
+    def start(self) -> None:
+        for sock in self.sockets.values():
+            sock.start()
+        for name in ("shell", "control", "stdin"):
+            self.greenlets.append(gevent.spawn(self._serve_router, name))
+        self.greenlets.append(gevent.spawn(self._serve_iopub))
+        # the heartbeat echoes inside the hb peer's reader greenlet (RepSocket's default handler)
+
+    def send(self, channel: str, msg: Message) -> None:
+        sock = self.sockets.get(channel)
+        if sock is None:
+            return
+        if sock.send(self.codec.serialize(msg)) is False:
+            log.warning("dropped %s message on %s: high-water mark reached", msg.msg_type, channel)
+
+    def close(self) -> None:
+        """Stop serving; queued messages keep flushing until term() (or forever, briefly)."""
+        for g in self.greenlets:
+            g.kill(block=False)
+        self.greenlets.clear()
+        for sock in self.sockets.values():
+            sock.close(linger=True)
+        self._closed.extend(self.sockets.values())
+        self.sockets.clear()
+
+    def term(self) -> None:
+        """Wait (up to LINGER) for the last replies to leave, then close every connection."""
+        deadline = time.monotonic() + LINGER
+        for sock in self._closed:
+            sock.join(max(0.0, deadline - time.monotonic()))
+        self._closed.clear()
+
+    def _serve_router(self, name: str) -> None:
+        sock = self.sockets[name]
+        while True:
+            frames = sock.recv()
+            try:
+                msg = self.codec.deserialize(frames)
+            except WireError as e:
+                log.warning("dropped a message on %s: %s", name, e)
+                continue
+            handler = self.handlers.get(name)
+            if handler is None:
+                continue
+            try:
+                handler(msg)
+            except Exception:
+                log.exception("error while handling %s on %s", msg.msg_type, name)
+
+    def _serve_iopub(self) -> None:
+        sock = self.sockets["iopub"]
+        while True:
+            event = sock.recv()
+            if event[:1] == b"\x01":  # a new subscription (JEP 65)
+                topic = event[1:].decode("utf-8", "replace")
+                header = make_header("iopub_welcome", self.session)
+                self.send("iopub", Message(header, content={"subscription": topic}))
