@@ -141,7 +141,6 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     # IPython (~100 ms) loads on first need or right after the hub's first turn, so the
     # kernel answers kernel_info (is "ready") without waiting for it
     kernel.static_kernel_info = ipython_info.kernel_info
-    ipython_info.SUPPORTED_FEATURES.append("debugger")  # debug_request is always wired
     kernel.load_interpreter = lambda: _load_interpreter(kernel, publisher)
     import signal
 

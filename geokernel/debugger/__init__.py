@@ -34,7 +34,5 @@ class DebugRequestHandler:
 
 def install_debugger(kernel, interp, publisher, tick=None) -> DebugRequestHandler:
     handler = DebugRequestHandler(kernel, interp, publisher, tick)
-    kernel.control_handlers["debug_request"] = handler
-    if "debugger" not in interp.features:
-        interp.features.append("debugger")
+    kernel.control_handlers["debug_request"] = handler  # advertised by ipython/info.py
     return handler

@@ -22,8 +22,10 @@ LANGUAGE_INFO = {
     "codemirror_mode": {"name": "ipython", "version": 3}, "pygments_lexer": "ipython3",
     "nbconvert_exporter": "python", "file_extension": ".py",
 }
-# what kernel_info advertises before and after IPython is loaded (one list, so both agree)
-SUPPORTED_FEATURES: list = []
+# what kernel_info advertises before and after IPython is loaded (one list, so both agree);
+# debug_request is always wired (geokernel.debugger). Not "kernel subshells": JupyterLab would
+# route widget comms to subshells we do not have.
+SUPPORTED_FEATURES = ("debugger",)
 _banner: str | None = None
 
 
@@ -49,7 +51,7 @@ def banner() -> str:
     return _banner
 
 
-def kernel_info(features=None) -> dict:
-    features = list(SUPPORTED_FEATURES if features is None else features)
+def kernel_info() -> dict:
+    features = list(SUPPORTED_FEATURES)
     return {"language_info": LANGUAGE_INFO, "banner": banner(), "help_links": HELP_LINKS,
             "debugger": "debugger" in features, "supported_features": features}

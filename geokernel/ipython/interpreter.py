@@ -17,14 +17,13 @@ class IPythonInterpreter(Interpreter):
         self.shell = KernelShell.instance(output=self, kernel=kernel)
         self.shell.loop_runner = run_async_cell
         self._history_timer = gevent.get_hub().loop.timer(1.0)
-        self.features: list = list(info.SUPPORTED_FEATURES)
 
     @property
     def execution_count(self) -> int:
         return self.shell.execution_count
 
     def kernel_info(self) -> dict:
-        return info.kernel_info(self.features)
+        return info.kernel_info()
 
     # ---- execute -------------------------------------------------------------------------
     def do_execute(self, code, silent, store_history, user_expressions, allow_stdin,
