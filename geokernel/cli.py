@@ -176,7 +176,11 @@ def _load_interpreter(kernel, publisher):
 def _warm_up(kernel) -> None:
     import gevent
 
-    gevent.idle()  # the channel greenlets first answer what is already waiting (kernel_info)
+    # load IPython once the client has its first kernel_info reply (a zmq client only
+    # reconnects every 100 ms, so the request often comes after we are listening), or after
+    # a second; a request that needs IPython earlier loads it itself
+    kernel.answered_kernel_info.wait(timeout=1.0)
+    gevent.idle()
     kernel.interp
 
 

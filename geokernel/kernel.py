@@ -7,6 +7,7 @@ import os
 import socket
 
 import gevent
+import gevent.event
 from gevent.event import AsyncResult
 from gevent.queue import Queue
 
@@ -27,6 +28,7 @@ class Kernel:
         # the interpreter may be loaded on first need (IPython costs ~100 ms of start-up):
         self.load_interpreter = None  # callable() -> interpreter
         self.static_kernel_info = None  # callable() -> kernel_info fields, before loading
+        self.answered_kernel_info = gevent.event.Event()
         self._send = send
         self.publisher = publisher
         self.ports = ports or {}
@@ -193,6 +195,7 @@ class Kernel:
         else:
             content.update(self.interp.kernel_info())
         self.reply(channel, msg, content)
+        self.answered_kernel_info.set()
 
     def complete_request(self, msg, channel):
         c = msg.content

@@ -83,8 +83,14 @@ def print_lines(k: KernelHandle, cfg) -> dict:
     r = k.execute(f"for i in range({n}): print(i)", on_output=on_output,
                   timeout=cfg.timeouts["print"])
     wall = time.perf_counter() - t0
-    complete = r.stdout == "".join(f"{i}\n" for i in range(n))
-    return {"print_s": wall, "print_msgs": count["stream"], "print_complete": complete}
+    expected = "".join(f"{i}\n" for i in range(n))
+    got = r.stdout
+    out = {"print_s": wall, "print_msgs": count["stream"], "print_complete": got == expected}
+    if got != expected:  # say how: lost, duplicated or reordered, and where
+        at = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+        out["_notes"] = {"print_complete": f"got {len(got)} of {len(expected)} chars, first "
+                                           f"difference at {at}: {got[max(0, at - 20):at + 20]!r}"}
+    return out
 
 
 def comms(k: KernelHandle, cfg) -> dict:
