@@ -104,11 +104,12 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
 
     from .message import new_id
 
-    if os.environ.get("GEOKERNEL_TRANSPORT", "zmq").lower() == "zmtp":
-        # pure-Python ZMTP: no libzmq, so no I/O and reaper threads (and no zmq import)
-        from .transport_zmtp import TransportError, ZmtpTransport as Transport
-    else:
+    if os.environ.get("GEOKERNEL_TRANSPORT", "zmtp").lower() == "zmq":
+        # libzmq through zmq.green: the fallback (libzmq adds an I/O and a reaper thread)
         from .transport import Transport, TransportError
+    else:
+        # our pure-Python ZMTP: no libzmq, so the kernel really is one OS thread
+        from .transport_zmtp import TransportError, ZmtpTransport as Transport
 
     session = new_id()
     transport = Transport(info, Codec(signer), session)

@@ -12,15 +12,16 @@ import zmq
 import zmq.green as zmqg
 
 from .connection import ConnectionInfo
-from .message import Message, make_header
-from .wire import Codec, WireError
+from .message import Message
+from .transport_base import ChannelDispatch
+from .wire import Codec
 # defined in a zmq-free module so the zmtp transport raises the same class without zmq
 from .zmtp.errors import TransportError  # noqa: F401
 
 log = logging.getLogger("geokernel.transport")
 
 
-class Transport:
+class Transport(ChannelDispatch):
     def __init__(self, info: ConnectionInfo, codec: Codec, session: str):
         self.info = info
         self.codec = codec
@@ -80,28 +81,12 @@ class Transport:
     def _serve_router(self, name: str) -> None:
         sock = self.sockets[name]
         while True:
-            frames = sock.recv_multipart(copy=True)
-            try:
-                msg = self.codec.deserialize(frames)
-            except WireError as e:
-                log.warning("dropped a message on %s: %s", name, e)
-                continue
-            handler = self.handlers.get(name)
-            if handler is None:
-                continue
-            try:
-                handler(msg)
-            except Exception:
-                log.exception("error while handling %s on %s", msg.msg_type, name)
+            self.deliver(name, sock.recv_multipart(copy=True))
 
     def _serve_iopub(self) -> None:
         sock = self.sockets["iopub"]
         while True:
-            event = sock.recv()
-            if event[:1] == b"\x01":  # a new subscription (JEP 65)
-                topic = event[1:].decode("utf-8", "replace")
-                header = make_header("iopub_welcome", self.session)
-                self.send("iopub", Message(header, content={"subscription": topic}))
+            self.subscription_event(sock.recv())
 
     def _serve_heartbeat(self) -> None:
         sock = self.sockets["hb"]

@@ -1,7 +1,7 @@
 """The five channels over our own pure-Python ZMTP (geokernel.zmtp): no libzmq in the process,
 so the kernel really is one OS thread (libzmq always adds an I/O thread and a reaper).
 
-Same interface and behaviour as `transport.Transport`; chosen with GEOKERNEL_TRANSPORT=zmtp.
+Same interface and behaviour as `transport.Transport` (GEOKERNEL_TRANSPORT=zmq); the default.
 Sends never block or switch greenlets: bytes are queued per peer and flushed by the peer's
 writer greenlet; at a peer's high-water mark messages are dropped with a warning (as zmq's
 ROUTER and XPUB drop).
@@ -14,8 +14,9 @@ import time
 import gevent
 
 from .connection import ConnectionInfo
-from .message import Message, make_header
-from .wire import Codec, WireError
+from .message import Message
+from .transport_base import ChannelDispatch
+from .wire import Codec
 from .zmtp.errors import TransportError
 from .zmtp.sockets import RepSocket, RouterSocket, XPubSocket
 
@@ -26,7 +27,7 @@ __all__ = ["ZmtpTransport", "TransportError"]
 LINGER = 1.0  # seconds term() waits for queued messages to leave (zmq transport: linger=1000)
 
 
-class ZmtpTransport:
+class ZmtpTransport(ChannelDispatch):
     def __init__(self, info: ConnectionInfo, codec: Codec, session: str):
         self.info = info
         self.codec = codec
@@ -89,25 +90,9 @@ class ZmtpTransport:
     def _serve_router(self, name: str) -> None:
         sock = self.sockets[name]
         while True:
-            frames = sock.recv()
-            try:
-                msg = self.codec.deserialize(frames)
-            except WireError as e:
-                log.warning("dropped a message on %s: %s", name, e)
-                continue
-            handler = self.handlers.get(name)
-            if handler is None:
-                continue
-            try:
-                handler(msg)
-            except Exception:
-                log.exception("error while handling %s on %s", msg.msg_type, name)
+            self.deliver(name, sock.recv())
 
     def _serve_iopub(self) -> None:
         sock = self.sockets["iopub"]
         while True:
-            event = sock.recv()
-            if event[:1] == b"\x01":  # a new subscription (JEP 65)
-                topic = event[1:].decode("utf-8", "replace")
-                header = make_header("iopub_welcome", self.session)
-                self.send("iopub", Message(header, content={"subscription": topic}))
+            self.subscription_event(sock.recv())

@@ -8,9 +8,12 @@ from jupyter_client.manager import KernelManager
 KERNEL_NAME = "geokernel"
 
 
-def start_kernel(**kw):
+def start_kernel(env: dict | None = None, **kw):
+    """Start geokernel; `env` adds variables to the kernel's environment."""
+    import os
+
     km = KernelManager(kernel_name=KERNEL_NAME, ip="127.0.0.1", **kw)
-    km.start_kernel()
+    km.start_kernel(env={**os.environ, **(env or {})})
     kc = km.client()
     kc.start_channels()
     try:
