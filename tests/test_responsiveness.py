@@ -255,3 +255,31 @@ def test_kernel_exits_when_its_parent_dies(tmp_path):
     finally:
         if psutil.pid_exists(kernel_pid):
             psutil.Process(kernel_pid).kill()
+
+
+def _answer_prompts(kc, msg_id, answers):
+    prompts = []
+    for answer in answers:
+        req = kc.get_stdin_msg(timeout=10)
+        assert req["parent_header"]["msg_id"] == msg_id
+        prompts.append(req["content"]["prompt"])
+        kc.input(answer)
+    return prompts
+
+
+def test_pdb_and_debug_prompts_use_input_requests(kernel):
+    _, kc = kernel
+    msg_id = kc.execute("def f():\n    secret = 41 + 1\n    breakpoint()\n    return secret\nf()",
+                        allow_stdin=True)
+    prompts = _answer_prompts(kc, msg_id, ["p secret", "c"])
+    assert all("Pdb" in p for p in prompts)
+    assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
+    msgs = collect_iopub(kc, msg_id)
+    assert "42" in stdout_of(msgs)
+    assert outputs(msgs, "execute_result")[0]["data"]["text/plain"] == "42"
+    reply, _ = execute(kc, "def g():\n    hidden = 'post-mortem'\n    1/0\ng()", stop_on_error=False)
+    assert reply["content"]["ename"] == "ZeroDivisionError"
+    msg_id = kc.execute("%debug", allow_stdin=True)
+    _answer_prompts(kc, msg_id, ["p hidden", "q"])
+    shell_reply(kc, msg_id)
+    assert "post-mortem" in stdout_of(collect_iopub(kc, msg_id))

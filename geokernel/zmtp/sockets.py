@@ -33,13 +33,7 @@ def _listen(url: str):
         except FileNotFoundError:
             pass
         sock = gsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
-        try:
-            sock.bind(addr)
-            sock.listen(128)
-        except OSError:
-            sock.close()
-            raise
-        return sock, addr
+        return _bind_and_listen(sock, addr), addr
     host, _, port = addr.rpartition(":")
     host = host.strip("[]")
     if host in ("*", ""):
@@ -48,14 +42,18 @@ def _listen(url: str):
                                    0, _stdsocket.AI_PASSIVE)
     family, type_, proto, _, sockaddr = infos[0]
     sock = gsocket.socket(family, type_, proto)
+    sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+    return _bind_and_listen(sock, sockaddr), None
+
+
+def _bind_and_listen(sock, address):
     try:
-        sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
+        sock.bind(address)
         sock.listen(128)
     except OSError:
         sock.close()
         raise
-    return sock, None
+    return sock
 
 
 class ServerSocket:
