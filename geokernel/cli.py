@@ -174,13 +174,30 @@ def _load_interpreter(kernel, publisher):
     return interp
 
 
+# IPython's dependencies, imported one by one with a hub turn in between, so a kernel_info
+# request is answered within one step (any IPython.* import then costs one ~45 ms block)
+# (only modules IPython loads anyway: preloading must not cost memory)
+_PRELOAD = ("inspect", "logging.handlers", "logging.config", "argparse", "pickle", "traitlets",
+            "traitlets.config", "sqlite3", "pygments", "codeop", "bdb", "uuid", "shutil",
+            "tempfile")
+
+
 def _warm_up(kernel) -> None:
+    import importlib
+
     import gevent
 
-    # load IPython once the client has its first kernel_info reply (a zmq client only
-    # reconnects every 100 ms, so the request often comes after we are listening), or after
-    # a second; a request that needs IPython earlier loads it itself
-    kernel.answered_kernel_info.wait(timeout=1.0)
+    for name in _PRELOAD:
+        gevent.idle()
+        if kernel.interpreter_loaded:
+            return
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    # the rest is one block: do it once the client has its first kernel_info reply (a zmq
+    # client reconnects every 100 ms, so it may ask only now) or after one such interval
+    kernel.answered_kernel_info.wait(timeout=0.1)
     gevent.idle()
     kernel.interp
 

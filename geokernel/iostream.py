@@ -12,6 +12,8 @@ from collections import deque
 
 import gevent
 
+_get_ident = threading.get_ident
+
 
 class OutStream(io.TextIOBase):
     def __init__(self, name: str, publisher, interval: float = 0.05,
@@ -22,7 +24,9 @@ class OutStream(io.TextIOBase):
         self._max = max_buffer
         self._buf: list = []
         self._size = 0
-        self._owner = threading.get_ident()
+        self._owner = _get_ident()
+        self._armed = False  # the flush timer is running
+        self._writes = 0
         self._on_write = on_write  # cooperative-yield hook from the kernel
         self._thread_parent = thread_parent  # callable() -> parent header for other threads
         loop = gevent.get_hub().loop
@@ -47,36 +51,43 @@ class OutStream(io.TextIOBase):
         raise io.UnsupportedOperation("kernel streams have no file descriptor")
 
     def write(self, s) -> int:
-        if isinstance(s, (bytes, bytearray)):
-            s = bytes(s).decode("utf-8", "replace")
-        elif not isinstance(s, str):
-            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        if not s:
+        # the hot path of every print(): keep it short
+        if s.__class__ is not str:
+            if isinstance(s, (bytes, bytearray)):
+                s = bytes(s).decode("utf-8", "replace")
+            elif not isinstance(s, str):
+                raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        n = len(s)
+        if not n:
             return 0
-        if threading.get_ident() != self._owner:
+        if _get_ident() != self._owner:
             parent = self._thread_parent() if self._thread_parent else self._publisher.parent_header
             self._foreign.append((parent, s))
             self._wakeup.send()
-            return len(s)
+            return n
         pub = self._publisher
         if pub.last_stream is not self:  # keep stdout/stderr interleaving in write order
             if pub.last_stream is not None:
                 pub.last_stream.flush()
             pub.last_stream = self
         self._buf.append(s)
-        self._size += len(s)
+        self._size += n
         if self._size >= self._max:
             self.flush()
-        elif not self._timer.active:
+        elif not self._armed:
+            self._armed = True
             self._timer.start(self.flush)
-        if self._on_write is not None:
+        self._writes += 1
+        if self._writes >= 64 and self._on_write is not None:
+            self._writes = 0  # the cooperative-yield hook looks at the clock every 64 writes
             self._on_write()
-        return len(s)
+        return n
 
     def flush(self) -> None:
-        if threading.get_ident() != self._owner:
+        if _get_ident() != self._owner:
             return  # other threads' text is already queued for the hub
         self._timer.stop()
+        self._armed = False
         if self._buf:
             self._publisher.drain_fds()  # what C code or a child wrote earlier goes first
             text = "".join(self._buf)

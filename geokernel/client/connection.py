@@ -5,6 +5,7 @@ import json
 import os
 import secrets
 import socket
+import time
 import uuid
 from dataclasses import asdict, dataclass
 
@@ -34,19 +35,33 @@ class ConnectionInfo:
         return asdict(self)
 
 
+_recently_issued: dict = {}  # port -> time handed out; not handed out again for a minute
+_REISSUE_AFTER = 60.0
+
+
 def free_ports(n: int, ip: str = "127.0.0.1") -> list[int]:
-    """n distinct free TCP ports; all sockets stay open until every port is chosen."""
-    socks = []
+    """n distinct free TCP ports. No SO_REUSEADDR (that lets bind(0) return a port still in
+    use), and a port handed out recently is skipped: a kernel started concurrently may not have
+    bound it yet."""
+    now = time.monotonic()
+    for port, when in list(_recently_issued.items()):
+        if now - when > _REISSUE_AFTER:
+            del _recently_issued[port]
+    socks, ports = [], []
     try:
-        for _ in range(n):
+        while len(ports) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((ip, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            socks.append(s)  # keep every socket open until all ports are chosen
+            port = s.getsockname()[1]
+            if port not in _recently_issued:
+                ports.append(port)
     finally:
         for s in socks:
             s.close()
+    for port in ports:
+        _recently_issued[port] = now
+    return ports
 
 
 def runtime_dir() -> str:

@@ -136,7 +136,8 @@ class KernelHandle(ShellRequestsMixin, CommMixin):
             self.channels.unregister(msg.msg_id)
 
     def wait_ready(self, timeout: float = 60.0) -> dict:
-        """Re-send kernel_info_request until a reply AND an iopub message for one arrive.
+        """Re-send kernel_info_request until a reply AND an iopub message for one (or an
+        iopub_welcome, JEP 65) arrive.
 
         The iopub message proves our SUB socket is connected, so the first execute's
         output cannot be lost to the slow-joiner problem.
@@ -146,6 +147,12 @@ class KernelHandle(ShellRequestsMixin, CommMixin):
         ids: list[str] = []
         deadline = time.monotonic() + timeout
         got_reply = got_iopub = False
+
+        def on_welcome(m):  # JEP 65: the kernel welcomes our subscription, so iopub is live
+            if m.msg_type == "iopub_welcome":
+                queue.put(("iopub", m))
+
+        self.channels.add_listener(on_welcome)
         try:
             while True:
                 msg = self.channels.build("kernel_info_request", {})
@@ -171,6 +178,7 @@ class KernelHandle(ShellRequestsMixin, CommMixin):
                 if time.monotonic() >= deadline:
                     raise KernelTimeoutError(self.kernel_name, what, timeout)
         finally:
+            self.channels.remove_listener(on_welcome)
             for i in ids:
                 self.channels.unregister(i)
 
