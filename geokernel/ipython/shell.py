@@ -52,7 +52,9 @@ def run_async_cell(coro):
             pass
         finally:
             output.suppress_errors = False
-        raise KeyboardInterrupt from None
+        interrupt = KeyboardInterrupt()
+        interrupt._geokernel_bare = True  # reported without frames (asyncio's are not the user's)
+        raise interrupt from None
 
 
 class KernelShell(InteractiveShell):
@@ -96,7 +98,11 @@ class KernelShell(InteractiveShell):
         self.payload_manager.write_payload({"source": "ask_exit", "keepkernel": self.keepkernel_on_exit})
 
     def showtraceback(self, exc_tuple=None, *args, **kwargs):
+        if self.output is not None and self.output.suppress_errors:
+            return  # the kernel is cleaning up after an interrupt: nothing to show or format
         _, value, tb = exc_tuple if exc_tuple is not None else sys.exc_info()
+        if getattr(value, "_geokernel_bare", False):
+            kwargs["exception_only"] = True  # no frame of the cell is on this stack
         _unlink_kernel_frames(tb)
         return super().showtraceback(exc_tuple, *args, **kwargs)
 
