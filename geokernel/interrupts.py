@@ -78,6 +78,7 @@ class ExecutionTick:
             raise KeyboardInterrupt from None  # drop the hub's frames from the traceback
 
     def _on_sigint(self, signum, frame) -> None:
+        __tracebackhide__ = True  # noqa: F841
         self.interrupt(frame)
 
     def interrupt(self, frame=None) -> None:
