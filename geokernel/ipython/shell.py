@@ -64,6 +64,7 @@ class KernelShell(InteractiveShell):
     output = Any(None)  # the interpreter: publish_execute_result/publish_display/publish_error
     kernel = Any(None)  # what libraries look up as get_ipython().kernel
     keepkernel_on_exit = Bool(False)
+    _shown_error = None  # (exception, error content) of the last traceback published
 
     # a kernel has no terminal: no readline, no autoindent
     readline_use = Bool(False)
@@ -107,7 +108,20 @@ class KernelShell(InteractiveShell):
         return super().showtraceback(exc_tuple, *args, **kwargs)
 
     def _showtraceback(self, etype, evalue, stb):
-        self.output.publish_error(etype.__name__ if etype else "", str(evalue), stb)
+        ename = etype.__name__ if etype else ""
+        self._shown_error = (evalue, {"ename": ename, "evalue": str(evalue), "traceback": stb})
+        self.output.publish_error(ename, str(evalue), stb)
+
+    def _format_exception_for_storage(self, exception, *args, **kwargs):
+        # IPython 9 formats every failed cell's traceback a second time to keep it in history:
+        # keep what was shown instead, and format nothing for the CancelledError of an
+        # interrupted await cell (its asyncio frames took ~200 ms to format)
+        shown, self._shown_error = self._shown_error, None
+        if shown is not None and shown[0] is exception:
+            return dict(shown[1])
+        if self.output is not None and self.output.suppress_errors:
+            return {"ename": type(exception).__name__, "evalue": str(exception), "traceback": []}
+        return super()._format_exception_for_storage(exception, *args, **kwargs)
 
     def enable_gui(self, gui=None):
         if gui not in (None, "inline"):
