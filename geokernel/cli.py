@@ -289,6 +289,9 @@ def _finish(kernel, transport, publisher) -> None:
         publisher.flush_streams()
         if kernel.interpreter_loaded:
             kernel.interp.shutdown()
+        debugger = kernel.control_handlers.get("debug_request")
+        if debugger is not None:
+            debugger.close()
         _kill_children()
         transport.close()
         transport.term()  # waits (up to linger) for the last replies to leave

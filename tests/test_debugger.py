@@ -286,6 +286,16 @@ def test_breakpoint_step_continue_disconnect(dbg):
     assert stdout_of(msgs) == "42 None\n"
 
 
+def test_cell_files_are_removed_when_the_kernel_exits(dbg):
+    km, d = dbg
+    d.start()
+    path = Path(d.ok("dumpCell", {"code": CELL})["sourcePath"])
+    assert path.read_text() == CELL
+    km.shutdown_kernel(now=False)  # shutdown_request: the kernel exits by itself
+    assert not km.is_alive()
+    assert not path.parent.exists()
+
+
 @pytest.mark.parametrize("how", ["signal", "message"])
 def test_interrupt_while_stopped_ends_the_cell(dbg, how):
     km, d = dbg

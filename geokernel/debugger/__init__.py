@@ -31,6 +31,13 @@ class DebugRequestHandler:
                                         self._tick, self._startup_modules)
         self._kernel.reply(channel, msg, self.session.handle(msg.content))
 
+    def close(self) -> None:
+        """At kernel exit: remove the cell files the session dumped (nothing if never used)."""
+        if self.session is not None:
+            from .cell_files import remove_tmp_dir
+
+            remove_tmp_dir()
+
 
 def install_debugger(kernel, interp, publisher, tick=None) -> DebugRequestHandler:
     handler = DebugRequestHandler(kernel, interp, publisher, tick)

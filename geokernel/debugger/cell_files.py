@@ -57,6 +57,13 @@ def ensure_tmp_dir() -> str:
     return path
 
 
+def remove_tmp_dir() -> None:
+    """At kernel exit: the dumped cells belong to this process only."""
+    import shutil
+
+    shutil.rmtree(tmp_dir(), ignore_errors=True)
+
+
 class CellCompiler(CachingCompiler):
     """IPython's caching compiler with debugger-computable file names; tracebacks still say
     `Cell In[n]` because CachingCompiler.cache maps the name to the execution count."""
