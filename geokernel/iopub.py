@@ -21,6 +21,7 @@ class Publisher:
         self.fd_captures: list = []  # fd 1/2 captures: drained before any Python-level output
         self.streams: list = []  # sys.stdout / sys.stderr
         self.last_stream = None  # the stream written to last, flushed when the other writes
+        self.on_stream = None  # callable(name, text) per stream message: IPython's output history
 
     def drain_fds(self) -> None:
         for c in self.fd_captures:
@@ -43,6 +44,8 @@ class Publisher:
             return
         if msg_type != "stream":
             self.flush_streams()
+        elif self.on_stream is not None:
+            self.on_stream(content["name"], content["text"])
         self._send("iopub", msg)
 
     def _wake(self) -> None:

@@ -218,6 +218,21 @@ def test_history_session_numbers_are_absolute(kernel):
     assert len(out[-1][2]) == 2
 
 
+def test_notebook_magic_exports_cell_output(fresh_kernel, tmp_path):
+    """IPython keeps each cell's output for %notebook; printed text must be in the export.
+    (A fresh kernel: IPython numbers exported cells by history position, which an earlier
+    exit() cell, never stored, shifts away from the execution count, in ipykernel too.)"""
+    _, kc = fresh_kernel
+    code = "import sys\nprint('out', 1)\nprint('err', 2, file=sys.stderr)\nprint('out', 3)"
+    execute(kc, code)
+    target = tmp_path / "export.ipynb"
+    execute(kc, f"%notebook {target}")
+    cells = json.loads(target.read_text())["cells"]
+    cell = next(c for c in cells if "".join(c["source"]) == code)
+    streams = [(o["name"], "".join(o["text"])) for o in cell["outputs"] if o["output_type"] == "stream"]
+    assert streams == [("stdout", "out 1\n"), ("stderr", "err 2\n"), ("stdout", "out 3\n")]
+
+
 def test_connect_comm_info_and_usage(kernel):
     km, kc = kernel
     msg_id = kc.shell_channel.send(kc.session.msg("connect_request")) or None

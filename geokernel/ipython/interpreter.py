@@ -7,6 +7,11 @@ import getpass
 import gevent
 from IPython.core.error import StdinNotImplementedError
 
+try:
+    from IPython.core.history import HistoryOutput
+except ImportError:  # IPython < 9 keeps no cell output in history
+    HistoryOutput = None
+
 from ..interpreter import Interpreter
 from . import info
 from .shell import KernelShell, run_async_cell
@@ -17,6 +22,9 @@ class IPythonInterpreter(Interpreter):
         self.shell = KernelShell.instance(output=self, kernel=kernel)
         self.shell.loop_runner = run_async_cell
         self._history_timer = gevent.get_hub().loop.timer(1.0)
+        self._recording = None  # execution count whose stream output goes into history
+        if HistoryOutput is not None:
+            publisher.on_stream = self._record_stream
 
     @property
     def execution_count(self) -> int:
@@ -33,11 +41,14 @@ class IPythonInterpreter(Interpreter):
         saved = builtins.input, getpass.getpass
         builtins.input, getpass.getpass = (self._input, self._getpass) if allow_stdin else \
             (self._no_input, self._no_input)
+        self._recording = shell.execution_count if store_history else None
         try:
             kw = {"cell_id": cell_id} if cell_id is not None else {}
             result = shell.run_cell(code, store_history=store_history, silent=silent, **kw)
         finally:
             builtins.input, getpass.getpass = saved
+            self.publisher.flush_streams()  # the cell's last output is still recorded
+            self._recording = None
         failed = result.error_before_exec or result.error_in_exec
         if failed is not None:
             err = self.last_error or {"ename": type(failed).__name__, "evalue": str(failed),
@@ -51,6 +62,19 @@ class IPythonInterpreter(Interpreter):
         reply["payload"] = shell.payload_manager.read_payload()
         shell.payload_manager.clear_payload()
         return reply
+
+    def _record_stream(self, name: str, text: str) -> None:
+        """What IPython's own stream tee keeps per cell (history_manager.outputs, used by
+        %notebook), one entry per published message instead of per write."""
+        count = self._recording
+        if count is None:
+            return
+        kind = "out_stream" if name == "stdout" else "err_stream"
+        outputs = self.shell.history_manager.outputs[count]
+        if outputs and outputs[-1].output_type == kind:
+            outputs[-1].bundle["stream"].append(text)
+        else:
+            outputs.append(HistoryOutput(output_type=kind, bundle={"stream": [text]}))
 
     def after_execute(self) -> None:
         # persist history without a thread: one SQLite commit (~1.3 ms) per second of activity

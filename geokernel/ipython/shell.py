@@ -3,6 +3,7 @@ payloads, shell commands stream cooperatively, history has no thread."""
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 from IPython.core import page
 from IPython.core.interactiveshell import InteractiveShell, InteractiveShellABC
@@ -97,6 +98,14 @@ class KernelShell(InteractiveShell):
     def ask_exit(self):
         self.exit_now = not self.keepkernel_on_exit
         self.payload_manager.write_payload({"source": "ask_exit", "keepkernel": self.keepkernel_on_exit})
+
+    @contextmanager
+    def _tee(self, channel):
+        # IPython 9 wraps sys.stdout/stderr.write around every cell to keep the cell's output
+        # in history_manager.outputs (for %notebook): a Python call per write made print()
+        # three times slower and kept every written string. The interpreter records each
+        # published stream message there instead (see IPythonInterpreter._record_stream).
+        yield
 
     def showtraceback(self, exc_tuple=None, *args, **kwargs):
         if self.output is not None and self.output.suppress_errors:
