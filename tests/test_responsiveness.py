@@ -220,12 +220,12 @@ def test_shutdown_while_busy_replies_and_exits():
 def test_shutdown_kills_child_processes():
     km, kc = start_kernel()
     try:
-        execute(kc, "import subprocess; p = subprocess.Popen(['sleep', '91.5'])")
-        pid = km.provisioner.process.pid
-        kids = [p for p in psutil.Process(pid).children(recursive=True) if "91.5" in " ".join(p.cmdline())]
-        assert kids
+        reply, msgs = execute(kc, "import subprocess; p = subprocess.Popen(['sleep', '91.5']); p.pid")
+        assert reply["content"]["status"] == "ok", reply["content"]
+        child = psutil.Process(int(outputs(msgs, "execute_result")[0]["data"]["text/plain"]))
+        assert child.ppid() == km.provisioner.process.pid and "91.5" in child.cmdline()
         km.shutdown_kernel(now=False)
-        gone, alive = psutil.wait_procs(kids, timeout=5)
+        gone, alive = psutil.wait_procs([child], timeout=5)
         assert not alive
     finally:
         stop_kernel(km, kc)
