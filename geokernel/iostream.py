@@ -30,7 +30,9 @@ class OutStream(io.TextIOBase):
         self._on_write = on_write  # cooperative-yield hook from the kernel
         self._thread_parent = thread_parent  # callable() -> parent header for other threads
         loop = gevent.get_hub().loop
-        self._timer = loop.timer(interval)
+        # a repeating timer re-armed with again() and stopped by flush(): libev keeps a fired
+        # one-shot timer's remaining time (0), so start() again would fire at once
+        self._timer = loop.timer(interval, interval)
         self._foreign: deque = deque()
         self._wakeup = loop.async_()
         self._wakeup.start(self.flush)
@@ -76,7 +78,7 @@ class OutStream(io.TextIOBase):
             self.flush()
         elif not self._armed:
             self._armed = True
-            self._timer.start(self.flush)
+            self._timer.again(self.flush)
         self._writes += 1
         if self._writes >= 64 and self._on_write is not None:
             self._writes = 0  # the cooperative-yield hook looks at the clock every 64 writes

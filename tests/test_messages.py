@@ -218,6 +218,33 @@ def test_history_session_numbers_are_absolute(kernel):
     assert len(out[-1][2]) == 2
 
 
+def test_history_is_written_once_per_second_of_activity(fresh_kernel):
+    """No history thread: a hub timer commits the cache at most once per second of activity
+    (also after it has fired once), and does commit it (a fresh sqlite connection sees it)."""
+    import sqlite3
+
+    _, kc = fresh_kernel
+    _, msgs = execute(kc, "_hm = get_ipython().history_manager; _n = [0]; _w = _hm.writeout_cache\n"
+                          "def _count(*a, **k):\n    _n[0] += 1\n    return _w(*a, **k)\n"
+                          "_hm.writeout_cache = _count\nprint(_hm.hist_file, _hm.session_number)")
+    hist_file, session = stdout_of(msgs).split()
+    time.sleep(1.3)  # the timer has fired once by now
+    _, msgs = execute(kc, "print(_n[0])")
+    before = int(stdout_of(msgs))
+    t0 = time.monotonic()
+    for i in range(30):
+        execute(kc, f"hist_probe_{i} = {i}")
+    elapsed = time.monotonic() - t0
+    _, msgs = execute(kc, "print(_n[0])")
+    assert before >= 1
+    assert int(stdout_of(msgs)) - before <= int(elapsed) + 2  # not one commit per cell
+    time.sleep(1.5)  # the timer fires a second after the last cell
+    with sqlite3.connect(hist_file) as db:
+        rows = db.execute("SELECT source FROM history WHERE session = ? AND source LIKE 'hist_probe_%'",
+                          (int(session),)).fetchall()
+    assert len(rows) == 30 and rows[-1] == ("hist_probe_29 = 29",)
+
+
 def test_notebook_magic_exports_cell_output(fresh_kernel, tmp_path):
     """IPython keeps each cell's output for %notebook; printed text must be in the export.
     (A fresh kernel: IPython numbers exported cells by history position, which an earlier

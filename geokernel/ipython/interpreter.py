@@ -21,7 +21,9 @@ class IPythonInterpreter(Interpreter):
         super().__init__(publisher, request_input)
         self.shell = KernelShell.instance(output=self, kernel=kernel)
         self.shell.loop_runner = run_async_cell
-        self._history_timer = gevent.get_hub().loop.timer(1.0)
+        # repeating + again() + stop in the callback = a one-shot that can be re-armed (libev
+        # fires a re-started one-shot timer at once: that was a SQLite commit after every cell)
+        self._history_timer = gevent.get_hub().loop.timer(1.0, 1.0)
         self._recording = None  # execution count whose stream output goes into history
         if HistoryOutput is not None:
             publisher.on_stream = self._record_stream
@@ -80,7 +82,11 @@ class IPythonInterpreter(Interpreter):
         # persist history without a thread: one SQLite commit (~1.3 ms) per second of activity
         # at most, on a one-shot hub timer (no wake-ups while idle); shutdown writes the rest
         if not self._history_timer.active:
-            self._history_timer.start(self.shell.history_manager.writeout_cache)
+            self._history_timer.again(self._write_history)
+
+    def _write_history(self) -> None:
+        self._history_timer.stop()
+        self.shell.history_manager.writeout_cache()
 
     def shutdown(self) -> None:
         self._history_timer.stop()
