@@ -2,7 +2,6 @@
 layers and owns process-wide state (signals, sys.stdout/stderr, environment, exit)."""
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -11,9 +10,21 @@ import time
 log = logging.getLogger("geokernel")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, non-zero exit
-        self.exit(2, f"{self.prog}: error: {message}\n")
+def _parser(prog: str, description: str):
+    import argparse  # ~3 ms: not on the launcher's usual path (see _connection_file_only)
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, non-zero exit
+            self.exit(2, f"{self.prog}: error: {message}\n")
+
+    return Parser(prog=prog, description=description)
+
+
+def _connection_file_only(argv):
+    """The connection file when argv is exactly what kernelspecs pass (`-f FILE`), else None."""
+    if len(argv) == 2 and argv[0] in ("-f", "--connection-file") and not argv[1].startswith("-"):
+        return argv[1]
+    return None
 
 
 def _fail(message: str, code: int = 1):
@@ -29,9 +40,13 @@ def main(argv=None) -> None:
         from .bench import main as bench_main  # imported only for this subcommand
 
         return bench_main(argv[1:])
-    parser = _Parser(prog="geokernel", description="Run the geokernel Jupyter kernel.")
+    log_level = os.environ.get("GEOKERNEL_LOG_LEVEL", "WARNING")
+    connection_file = _connection_file_only(argv)
+    if connection_file is not None:
+        return run_kernel(connection_file, log_level)
+    parser = _parser("geokernel", "Run the geokernel Jupyter kernel.")
     parser.add_argument("-f", "--connection-file", required=True, help="Jupyter connection file")
-    parser.add_argument("--log-level", default=os.environ.get("GEOKERNEL_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--log-level", default=log_level)
     args = parser.parse_args(argv)
     run_kernel(args.connection_file, args.log_level)
 
@@ -39,7 +54,7 @@ def main(argv=None) -> None:
 def _install(argv) -> None:
     from .kernelspec import DISPLAY_NAME, KERNEL_NAME, install
 
-    parser = _Parser(prog="geokernel install", description="Install the geokernel kernelspec.")
+    parser = _parser("geokernel install", "Install the geokernel kernelspec.")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for the current user")
     where.add_argument("--sys-prefix", action="store_true", help="install into sys.prefix")

@@ -50,7 +50,7 @@ class FdCapture:
 
     # started/stopped around each cell by the kernel: no wake-ups while idle
     def cell_started(self) -> None:
-        self._timer.start(self.drain)
+        self._timer.again(self.drain)  # a full interval from now (start() resumes what was left)
 
     def cell_finished(self) -> None:
         self._timer.stop()
