@@ -148,12 +148,6 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     sys.stdout = OutStream("stdout", publisher, on_write=yielder, thread_parent=thread_parent)
     sys.stderr = OutStream("stderr", publisher, on_write=yielder, thread_parent=thread_parent)
     publisher.enable_threads(gevent.get_hub().loop)
-    from .comms import CommBridge
-
-    comms = CommBridge(publisher, kernel)
-    comms.install()
-    kernel.shell_handlers.update(comms.handlers())
-    kernel.comm_manager = comms.manager  # where code written for ipykernel looks for it
     # IPython (~100 ms) loads on first need or right after the hub's first turn, so the
     # kernel answers kernel_info (is "ready") without waiting for it
     kernel.static_kernel_info = ipython_info.kernel_info
@@ -180,6 +174,14 @@ def _load_interpreter(kernel, publisher):
 
     interp = IPythonInterpreter(publisher, request_input=kernel.request_input, kernel=kernel)
     kernel.attach_interpreter(interp)
+    # comms load with the interpreter (the comm package is ~4 ms of start-up); a comm message
+    # that arrives first makes the dispatcher load the interpreter, then finds its handler
+    from .comms import CommBridge
+
+    comms = CommBridge(publisher, kernel)
+    comms.install()
+    kernel.shell_handlers.update(comms.handlers())
+    kernel.comm_manager = comms.manager  # where code written for ipykernel looks for it
     # GEOKERNEL_TICK_MS: the tick period, for measuring its cost (default 20 ms)
     tick = ExecutionTick(kernel, float(os.environ.get("GEOKERNEL_TICK_MS", "20")) / 1000)
     tick.install()

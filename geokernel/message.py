@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from datetime import datetime, timezone
 
 PROTOCOL_VERSION = "5.5"
@@ -14,7 +13,12 @@ def utcnow_iso() -> str:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random (version 4) UUID as 32 hex digits, like uuid.uuid4().hex, without importing
+    uuid (which imports platform: ~2 ms of start-up)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return b.hex()
 
 
 def make_header(msg_type: str, session: str, username: str = "") -> dict:

@@ -88,6 +88,18 @@ def test_unknown_target_is_closed_and_unknown_comm_is_harmless(kernel):
     assert execute(kc, "1")[0]["content"]["status"] == "ok"
 
 
+def test_comm_requests_right_after_start(fresh_kernel):
+    """Comms load with IPython, after the first kernel_info reply: comm messages sent at once
+    (JupyterLab opens jupyter.widget.control as soon as the kernel is ready) still work."""
+    _, kc = fresh_kernel
+    cid = uuid.uuid4().hex
+    info = kc.comm_info()
+    mid = _send_comm(kc, "comm_open", {"comm_id": cid, "target_name": "nobody", "data": {}})
+    assert shell_reply(kc, info)["content"] == {"status": "ok", "comms": {}}
+    msgs = _comm_msgs(kc, mid)
+    assert [m["msg_type"] for m in msgs] == ["comm_close"] and msgs[0]["content"]["comm_id"] == cid
+
+
 def _widget_update(kc, comm_id, state):
     return _send_comm(kc, "comm_msg", {"comm_id": comm_id, "data": {
         "method": "update", "state": state, "buffer_paths": []}})

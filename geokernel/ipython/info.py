@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import platform
 import sys
 
-PY_VERSION = platform.python_version()
+PY_VERSION = sys.version.split()[0]  # as ipykernel reports it
 HELP_LINKS = [
     {"text": "Python Reference", "url": f"https://docs.python.org/{sys.version_info[0]}.{sys.version_info[1]}"},
     {"text": "IPython Reference", "url": "https://ipython.org/documentation.html"},
