@@ -79,8 +79,9 @@ class IPythonInterpreter(Interpreter):
             outputs.append(HistoryOutput(output_type=kind, bundle={"stream": [text]}))
 
     def after_execute(self) -> None:
-        # persist history without a thread: one SQLite commit (~1.3 ms) per second of activity
-        # at most, on a one-shot hub timer (no wake-ups while idle); shutdown writes the rest
+        # persist history without a thread: one SQLite commit (~1 ms) per second of activity
+        # at most, armed by the first cell after a commit (no wake-ups while idle); shutdown
+        # writes the rest
         if not self._history_timer.active:
             self._history_timer.again(self._write_history)
 
