@@ -49,8 +49,6 @@ class IPythonInterpreter(Interpreter):
             result = shell.run_cell(code, store_history=store_history, silent=silent, **kw)
         finally:
             builtins.input, getpass.getpass = saved
-            self.publisher.flush_streams()  # the cell's last output is still recorded
-            self._recording = None
         failed = result.error_before_exec or result.error_in_exec
         if failed is not None:
             err = self.last_error or {"ename": type(failed).__name__, "evalue": str(failed),
@@ -79,6 +77,8 @@ class IPythonInterpreter(Interpreter):
             outputs.append(HistoryOutput(output_type=kind, bundle={"stream": [text]}))
 
     def after_execute(self) -> None:
+        # the kernel flushed the cell's last output before its reply: recording ends here
+        self._recording = None
         # persist history without a thread: one SQLite commit (~1 ms) per second of activity
         # at most, armed by the first cell after a commit (no wake-ups while idle); shutdown
         # writes the rest
