@@ -1,0 +1,184 @@
+"""The dispatcher (geokernel.kernel.Kernel) on the in-memory transport: no sockets, no IPython.
+
+A scripted interpreter stands in for IPython: `sleep:S` parks the cell for S seconds (as a
+cooperative wait does), `fail` ends in an error, `ask:PROMPT` asks for input and prints it.
+"""
+from __future__ import annotations
+
+import gevent
+import pytest
+
+from geokernel.interpreter import Interpreter
+from geokernel.iopub import Publisher
+from geokernel.kernel import Kernel
+from geokernel.message import Message, make_header
+from geokernel.transport_memory import MemoryTransport
+from geokernel.wire import Codec, Signer
+
+
+class ScriptedInterpreter(Interpreter):
+    def __init__(self, publisher, request_input=None):
+        super().__init__(publisher, request_input)
+        self.count = 1
+        self.ran: list = []
+
+    @property
+    def execution_count(self) -> int:
+        return self.count
+
+    def kernel_info(self) -> dict:
+        return {"language_info": {"name": "scripted"}}
+
+    def do_execute(self, code, silent, store_history, user_expressions, allow_stdin,
+                   cell_id=None, cell_meta=None) -> dict:
+        self.ran.append(code)
+        count = self.count
+        if store_history:
+            self.count += 1
+        if code.startswith("sleep:"):
+            gevent.sleep(float(code[len("sleep:"):]))
+        elif code == "fail":
+            self.publish_error("ValueError", "scripted", ["ValueError: scripted"])
+            return {"status": "error", "ename": "ValueError", "evalue": "scripted",
+                    "traceback": ["ValueError: scripted"], "execution_count": count}
+        elif code.startswith("ask:"):
+            value = self.request_input(code[len("ask:"):], False)
+            self.publisher.publish("stream", {"name": "stdout", "text": value})
+        return {"status": "ok", "execution_count": count, "user_expressions": {}, "payload": []}
+
+
+SESSION = "client-session"
+
+
+@pytest.fixture()
+def kernel():
+    codec = Codec(Signer(b"secret"))
+    transport = MemoryTransport(codec, "kernel-session")
+    publisher = Publisher(transport.send, "kernel-session")
+    k = Kernel("kernel-session", None, transport.send, publisher, {"shell": 1})
+    k.attach_interpreter(ScriptedInterpreter(publisher, request_input=k.request_input))
+    transport.handlers = {"shell": k.on_shell, "control": k.on_control, "stdin": k.on_stdin}
+    k.start()
+    yield k, transport
+    k.worker.kill()
+
+
+def request(transport, channel, msg_type, content=None, ident=b"client"):
+    msg = Message(make_header(msg_type, SESSION), {}, {}, content or {}, identities=[ident])
+    transport.inject(channel, msg)
+    return msg.msg_id
+
+
+def execute(transport, code, **content):
+    return request(transport, "shell", "execute_request", {"code": code, **content})
+
+
+def replies(transport, channel, n, timeout=5.0):
+    return [transport.receive(channel, timeout) for _ in range(n)]
+
+
+def iopub_for(transport, msg_id, timeout=5.0):
+    """iopub messages of one request, up to its idle status."""
+    out = []
+    while True:
+        m = transport.receive("iopub", timeout)
+        if m.parent_header.get("msg_id") != msg_id:
+            continue
+        out.append(m)
+        if m.msg_type == "status" and m.content["execution_state"] == "idle":
+            return out
+
+
+def test_replies_come_in_request_order_and_go_to_the_sender(kernel):
+    _, t = kernel
+    ids = [execute(t, f"sleep:0.0{i}") for i in (3, 1, 2)]
+    got = replies(t, "shell", 3)
+    assert [r.parent_header["msg_id"] for r in got] == ids
+    assert all(r.identities == [b"client"] and r.msg_type == "execute_reply" for r in got)
+    assert [r.content["execution_count"] for r in got] == [1, 2, 3]
+
+
+def test_each_request_is_bracketed_by_busy_and_idle(kernel):
+    _, t = kernel
+    msg_id = execute(t, "ask:prompt")
+    t.receive("stdin")  # the cell asks; answer it so the cell ends
+    request(t, "stdin", "input_reply", {"value": "v"})
+    msgs = iopub_for(t, msg_id)
+    kinds = [(m.msg_type, m.content.get("execution_state")) for m in msgs]
+    assert kinds[0] == ("status", "busy") and kinds[-1] == ("status", "idle")
+    assert ("execute_input", None) in kinds and ("stream", None) in kinds
+    assert all(m.parent_header["msg_id"] == msg_id for m in msgs)
+
+
+def test_an_error_aborts_what_was_queued_before_its_reply(kernel):
+    k, t = kernel
+    ids = [execute(t, "fail"), execute(t, "sleep:0"), execute(t, "sleep:0")]
+    got = replies(t, "shell", 3)
+    assert [r.content["status"] for r in got] == ["error", "aborted", "aborted"]
+    assert [r.parent_header["msg_id"] for r in got] == ids
+    assert k.interp.ran == ["fail"]  # aborted cells never reach the interpreter
+    # the queue has drained: what comes after the abort runs again
+    execute(t, "sleep:0")
+    assert t.receive("shell").content["status"] == "ok"
+
+
+def test_stop_on_error_false_does_not_abort(kernel):
+    _, t = kernel
+    execute(t, "fail", stop_on_error=False)
+    execute(t, "sleep:0")
+    assert [r.content["status"] for r in replies(t, "shell", 2)] == ["error", "ok"]
+
+
+def test_stdin_round_trip_matches_the_request(kernel):
+    _, t = kernel
+    msg_id = execute(t, "ask:name? ")
+    asked = t.receive("stdin")
+    assert asked.msg_type == "input_request"
+    assert asked.content == {"prompt": "name? ", "password": False}
+    assert asked.parent_header["msg_id"] == msg_id and asked.identities == [b"client"]
+    reply = Message(make_header("input_reply", SESSION), asked.header, {}, {"value": "geo"},
+                    identities=[b"client"])
+    t.inject("stdin", reply)
+    msgs = iopub_for(t, msg_id)
+    assert [m.content["text"] for m in msgs if m.msg_type == "stream"] == ["geo"]
+    assert t.receive("shell").content["status"] == "ok"
+
+
+def test_input_is_refused_when_the_request_does_not_allow_stdin(kernel):
+    _, t = kernel
+    execute(t, "ask:x", allow_stdin=False)
+    reply = t.receive("shell")
+    assert reply.content["status"] == "error"
+    assert reply.content["ename"] == "StdinNotAllowed"
+    with pytest.raises(gevent.queue.Empty):
+        t.receive("stdin", timeout=0.05)
+
+
+def test_control_is_answered_while_a_shell_cell_runs(kernel):
+    _, t = kernel
+    execute(t, "sleep:0.5")
+    gevent.sleep(0.01)  # the cell is running
+    request(t, "control", "kernel_info_request")
+    info = t.receive("control")
+    assert info.msg_type == "kernel_info_reply" and info.content["status"] == "ok"
+    assert t.outbox["shell"].empty()  # the cell is still running
+    assert t.receive("shell").msg_type == "execute_reply"
+
+
+def test_unknown_requests_get_an_error_reply(kernel):
+    _, t = kernel
+    request(t, "shell", "no_such_request")
+    reply = t.receive("shell")
+    assert reply.msg_type == "no_such_reply"
+    assert reply.content["status"] == "error" and reply.content["ename"] == "UnknownMessageType"
+
+
+def test_badly_signed_messages_are_dropped(kernel):
+    k, t = kernel
+    frames = Codec(Signer(b"wrong")).serialize(
+        Message(make_header("execute_request", SESSION), {}, {}, {"code": "sleep:0"},
+                identities=[b"client"]))
+    t.deliver("shell", frames)
+    with pytest.raises(gevent.queue.Empty):
+        t.receive("shell", timeout=0.1)
+    assert k.interp.ran == []
