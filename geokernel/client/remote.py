@@ -158,6 +158,7 @@ class RemoteKernelHandle(KernelHandle):
         self.channels = channels
         if old is None:
             self._init_comms()
+            channels.add_listener(self._watch_iopub)
         else:
             channels._listeners = old._listeners
             old.close()
@@ -167,6 +168,20 @@ class RemoteKernelHandle(KernelHandle):
     @property
     def subprotocol(self) -> str | None:
         return self.channels.ws.subprotocol if self.channels else None
+
+    def _watch_iopub(self, msg) -> None:
+        # The server keeps the websocket open after the kernel is deleted or dies for good:
+        # its iopub shutdown_reply / "dead" status is all we get, so waiters fail at once.
+        if msg.msg_type == "shutdown_reply" and not msg.content.get("restart"):
+            why = "the kernel was shut down"
+        elif msg.msg_type == "status" and msg.content.get("execution_state") == "dead":
+            why = "the server reports the kernel dead"
+        else:
+            return
+        if self.lost is None:
+            log.info("kernel %s: %s", self.kernel_id, why)
+            self.channels.fail_all(None)
+            self._on_lost(self.channels, why)
 
     def _on_lost(self, channels: RemoteChannels, reason: str) -> None:
         if channels is not self.channels:  # an old connection we replaced
