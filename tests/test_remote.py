@@ -193,3 +193,13 @@ def test_kernel_deleted_behind_our_back(remote):
     finally:
         k.shutdown()
 
+
+
+def test_remote_client_adds_no_os_thread(remote):
+    import os
+    before = len(os.listdir("/proc/self/task"))
+    with remote.start_kernel("geokernel") as k:  # an IP-literal URL: no resolver thread
+        k.execute("pass")
+        k.interrupt()
+        assert k.channels.ping(5)  # websocket ping/pong with the server
+        assert len(os.listdir("/proc/self/task")) == before

@@ -6,6 +6,7 @@ Content-Length, chunked transfer-encoding or until close, each bounded by `max_b
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from urllib.parse import quote, urlsplit
@@ -109,7 +110,22 @@ class SocketReader:
 
 
 def open_socket(url: ServerURL, timeout: float):
-    sock = gevent.socket.create_connection((url.host, url.port), timeout=timeout)
+    try:
+        ip = ipaddress.ip_address(url.host)
+    except ValueError:
+        # a host name: gevent resolves it in its resolver (by default a thread pool; set
+        # GEVENT_RESOLVER=ares or dnspython to stay in one OS thread)
+        sock = gevent.socket.create_connection((url.host, url.port), timeout=timeout)
+    else:
+        # an IP literal: connect directly, no getaddrinfo (and so no resolver thread)
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        sock = gevent.socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((url.host, url.port))
+        except BaseException:
+            sock.close()
+            raise
     sock.setsockopt(gevent.socket.IPPROTO_TCP, gevent.socket.TCP_NODELAY, 1)
     if url.tls:
         from gevent import ssl  # cooperative ssl; only imported for https servers
