@@ -8,7 +8,7 @@ import gevent
 import pytest
 from remote_server import jupyter_server
 
-from geokernel.client import (KernelDiedError, NoSuchKernelError, RemoteServer, start_kernel)
+from geokernel.client import KernelDiedError, NoSuchKernelError, RemoteServer, connect, start_kernel
 from geokernel.client.remote_channels import V1, decode_legacy, decode_v1, encode_legacy, encode_v1
 from geokernel.client.remote_http import HTTPError
 from geokernel.message import Message, make_header
@@ -163,7 +163,7 @@ def test_attach_then_detach_keeps_kernel(remote):
     owner = remote.start_kernel("geokernel")
     try:
         owner.execute("shared = 'yes'")
-        other = remote.connect(owner.kernel_id)
+        other = connect(owner.kernel_id, server=remote.url.url, token=remote.token)
         assert other.execute("print(shared)").stdout == "yes\n"
         other.close()
         assert owner.is_alive() and owner.execute("shared").data["text/plain"] == "'yes'"

@@ -43,8 +43,15 @@ def start_kernel(name: str = "python3", cwd: str | None = None, env: dict | None
 
 
 def connect(connection_file: str, timeout: float = 60.0,
-            request_timeout: float = 60.0) -> KernelHandle:
-    """Attach to a running kernel; shutdown() will not delete its connection file."""
+            request_timeout: float = 60.0, server=None, token: str | None = None) -> KernelHandle:
+    """Attach to a running kernel; shutdown() will not delete its connection file.
+
+    With `server` (a URL or a RemoteServer), `connection_file` is the server's kernel id.
+    """
+    if server is not None:
+        from .remote import RemoteServer
+        srv = server if isinstance(server, RemoteServer) else RemoteServer(server, token)
+        return srv.connect(connection_file, timeout=timeout, request_timeout=request_timeout)
     info = read_connection_file(connection_file)
     spec = None
     if info.kernel_name:
