@@ -34,9 +34,10 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def startup(name: str, cfg) -> tuple[KernelHandle, dict]:
+def startup(name: str, cfg, start=start_kernel) -> tuple[KernelHandle, dict]:
+    """`start(name, startup_timeout=...)` starts the kernel (a local or a server's kernel)."""
     t0 = time.monotonic()
-    k = start_kernel(name, startup_timeout=cfg.timeouts["startup"])
+    k = start(name, startup_timeout=cfg.timeouts["startup"])
     ready = time.monotonic() - t0
     # a kernel may answer kernel_info before its interpreter is loaded (geokernel does):
     # the first real result shows what that costs, so the start-up figure stays honest
@@ -183,14 +184,37 @@ def rss_after_execs(k: KernelHandle, cfg) -> dict:
     return {"rss_after_execs_mb": after, "rss_growth_mb": after - before}
 
 
-# (name, function, timeout key); startup is special-cased by the runner.
+class Scenario:
+    """One benchmark step: fn(handle, cfg) -> {metric: value}.
+
+    `timeout_key` picks its limit from cfg.timeouts; `estimate(cfg)` is a rough duration in
+    seconds for the up-front time estimate; `requires` names what the kernel handle must offer:
+    "pid" (a local process for psutil) or "heartbeat" (the kernel's own heartbeat channel),
+    which a kernel behind a server does not have.
+    """
+
+    def __init__(self, name: str, fn, timeout_key: str, estimate=lambda cfg: 1.0,
+                 requires: tuple = ()):
+        self.name, self.fn, self.timeout_key = name, fn, timeout_key
+        self.estimate, self.requires = estimate, tuple(requires)
+
+    def __repr__(self) -> str:
+        return f"<Scenario {self.name}>"
+
+
+PER_EXECUTE_S = 0.006  # rough cost of one execute round trip, for estimates only
+
+# startup is special-cased by the runner (it creates the handle the others use);
+# append new scenarios here (metrics.METRICS names the figures each one yields).
 SCENARIOS = [
-    ("idle", idle, "idle"),
-    ("execute_rtt", execute_rtt, "execute_rtt"),
-    ("print_lines", print_lines, "print"),
-    ("comms", comms, "comms"),
-    ("completion", completion, "completion"),
-    ("interrupt", interrupt, "interrupt"),
-    ("heartbeat", heartbeat, "heartbeat"),
-    ("rss_after_execs", rss_after_execs, "rss_after_execs"),
+    Scenario("idle", idle, "idle", lambda c: c.settle + c.idle_window + 0.2, requires=("pid",)),
+    Scenario("execute_rtt", execute_rtt, "execute_rtt", lambda c: (c.exec_n + 5) * PER_EXECUTE_S),
+    Scenario("print_lines", print_lines, "print", lambda c: 0.2 + c.lines * 6e-6),
+    Scenario("comms", comms, "comms", lambda c: 0.2 + c.comm_n * 0.0015),
+    Scenario("completion", completion, "completion", lambda c: 1.5),
+    Scenario("interrupt", interrupt, "interrupt", lambda c: 0.8),
+    Scenario("heartbeat", heartbeat, "heartbeat", lambda c: 1.0, requires=("heartbeat",)),
+    Scenario("rss_after_execs", rss_after_execs, "rss_after_execs",
+             lambda c: c.execs * PER_EXECUTE_S, requires=("pid",)),
 ]
+STARTUP_ESTIMATE_S = 2.0  # start-up, first execute and shutdown of one kernel

@@ -16,10 +16,17 @@ from .media import decode_image, richest
 from .outputs import ExecuteError, ExecuteResult
 from .start import connect, start_kernel
 
+
+def __getattr__(name):  # the remote client is imported only when used
+    if name in ("RemoteServer", "RemoteKernelHandle"):
+        from . import remote
+        return getattr(remote, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "ClientError", "ConnectionInfo", "ExecuteError", "ExecuteResult", "KernelClosedError",
     "KernelDiedError", "KernelHandle", "KernelLaunchError", "KernelSpecInfo",
-    "KernelTimeoutError", "NoSuchKernelError", "connect", "decode_image", "get_kernelspec",
+    "KernelTimeoutError", "NoSuchKernelError", "RemoteKernelHandle", "RemoteServer", "connect", "decode_image", "get_kernelspec",
     "list_kernelspecs", "read_connection_file", "richest", "start_kernel",
     "write_connection_file",
 ]

@@ -13,12 +13,21 @@ log = logging.getLogger(__name__)
 
 def start_kernel(name: str = "python3", cwd: str | None = None, env: dict | None = None,
                  startup_timeout: float = 60.0, request_timeout: float = 60.0,
-                 spec: KernelSpecInfo | None = None) -> KernelHandle:
+                 spec: KernelSpecInfo | None = None, server=None,
+                 token: str | None = None) -> KernelHandle:
     """Launch kernelspec `name` on fresh 127.0.0.1 ports; return once it answers kernel_info.
+
+    With `server` (a URL or a RemoteServer) and `token`, start it on that Jupyter Server or
+    Enterprise Gateway instead (see geokernel.client.remote); `cwd` is then server-relative.
 
     Raises KernelDiedError if it exits during start-up, KernelTimeoutError after
     `startup_timeout`; the process is killed and the connection file removed either way.
     """
+    if server is not None:
+        from .remote import RemoteServer  # lazy: local kernels need none of it
+        srv = server if isinstance(server, RemoteServer) else RemoteServer(server, token)
+        return srv.start_kernel(name, cwd=cwd, env=env, startup_timeout=startup_timeout,
+                                request_timeout=request_timeout)
     spec = spec or get_kernelspec(name)
     info = new_connection_info(spec.name)
     path = write_connection_file(info)
@@ -34,8 +43,15 @@ def start_kernel(name: str = "python3", cwd: str | None = None, env: dict | None
 
 
 def connect(connection_file: str, timeout: float = 60.0,
-            request_timeout: float = 60.0) -> KernelHandle:
-    """Attach to a running kernel; shutdown() will not delete its connection file."""
+            request_timeout: float = 60.0, server=None, token: str | None = None) -> KernelHandle:
+    """Attach to a running kernel; shutdown() will not delete its connection file.
+
+    With `server` (a URL or a RemoteServer), `connection_file` is the server's kernel id.
+    """
+    if server is not None:
+        from .remote import RemoteServer
+        srv = server if isinstance(server, RemoteServer) else RemoteServer(server, token)
+        return srv.connect(connection_file, timeout=timeout, request_timeout=request_timeout)
     info = read_connection_file(connection_file)
     spec = None
     if info.kernel_name:
