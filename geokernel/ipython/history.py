@@ -1,11 +1,21 @@
 """IPython's history manager without its saving thread: the kernel writes the cache out itself
-after each cell (on the hub, after the reply), so the process keeps one thread."""
+after each cell (on the hub, after the reply), so the process keeps one thread.
+
+A write that fails (read-only, locked or broken database) never reaches the user's cell and
+never blocks it: SQLite waits for no lock after start-up, a failure is logged once on the
+kernel's log, and the unwritten entries stay cached (bounded) for the next attempt."""
 from __future__ import annotations
+
+import logging
 
 from IPython.core.history import HistoryAccessor, HistoryManager
 
+log = logging.getLogger("geokernel.history")
+
 
 class ThreadlessHistoryManager(HistoryManager):
+    max_pending = 10_000  # cached entries kept for retry while writes fail; older ones drop
+
     def __init__(self, shell, config=None, **traits):
         # HistoryManager.__init__ starts HistorySavingThread; run the accessor's set-up instead
         # and repeat the rest of HistoryManager's (small) initialisation here.
@@ -22,7 +32,62 @@ class ThreadlessHistoryManager(HistoryManager):
             self._switch_to_memory_history()
         self.using_thread = False
         self.save_thread = None
+        self._write_failed = False
+        self._no_busy_wait()
         self._instances.add(self)
+
+    def _no_busy_wait(self) -> None:
+        # after the session row is in: a locked database fails at once instead of blocking the
+        # only thread for sqlite's timeout (the entries are retried after the next cell)
+        try:
+            self.db.execute("PRAGMA busy_timeout = 0")
+        except Exception:
+            pass
+
+    def writeout_cache(self, conn=None) -> None:
+        # IPython's version prints into the running cell on a duplicate line number and empties
+        # the caches even when the write failed; each cache here is emptied once written
+        import sqlite3
+
+        if not self.enabled:
+            return
+        if conn is None:
+            conn = self.db
+        with self.db_input_cache_lock:
+            try:
+                self._write(self.db_input_cache, self._writeout_input_cache, conn)
+            except sqlite3.IntegrityError:
+                self.new_session(conn)
+                log.warning("history line numbers were not unique in %s: moved to session %s",
+                            self.hist_file, self.session_number)
+                self._write(self.db_input_cache, self._writeout_input_cache, conn, unique=False)
+        with self.db_output_cache_lock:
+            self._write(self.db_output_cache, self._writeout_output_cache, conn, unique=False)
+
+    def _write(self, cache: list, write, conn, unique: bool = True) -> None:
+        import sqlite3
+
+        if not cache:
+            return
+        try:
+            write(conn)  # one transaction: all or nothing
+        except sqlite3.IntegrityError:
+            if unique:
+                raise
+            cache.clear()  # not storable in this session: dropped, as IPython does
+            return
+        except Exception as e:
+            del cache[:-self.max_pending]
+            if not self._write_failed:
+                self._write_failed = True
+                log.warning("history could not be written to %s (%s: %s); retrying after later "
+                            "cells, further failures are not logged",
+                            self.hist_file, type(e).__name__, e)
+            return
+        cache.clear()
+        if self._write_failed:
+            self._write_failed = False
+            log.info("history written to %s again", self.hist_file)
 
     def _switch_to_memory_history(self) -> None:
         try:
