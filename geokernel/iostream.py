@@ -58,11 +58,12 @@ class OutStream(io.TextIOBase):
 
     def fileno(self) -> int:
         """The captured fd (faulthandler, subprocess.run(stdout=sys.stdout), C libraries):
-        what is written to it is drained into this cell's output. Text buffered here is
-        published first so the two stay in order."""
+        what is written to it is drained into this cell's output. Text buffered in either
+        stream is published first so the two stay in order."""
         if self._fd is None:
             raise io.UnsupportedOperation("kernel streams have no file descriptor")
-        self.flush()
+        if _get_ident() == self._owner:
+            self._publisher.flush_streams()
         return self._fd
 
     def write(self, s) -> int:
@@ -106,7 +107,10 @@ class OutStream(io.TextIOBase):
             return  # other threads' text is already queued for the hub
         self._timer.stop()
         self._armed = self._hot = False
-        self._publish_buffer()
+        if self._buf:
+            self._publish_buffer()
+        else:
+            self._publisher.drain_fds()  # sys.stderr.flush() also orders what C wrote before it
         if self._foreign:
             self._publish_foreign()
 
