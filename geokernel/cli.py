@@ -237,14 +237,13 @@ def _warm_up(kernel) -> None:
 
 
 def _capture_fds(kernel, publisher) -> None:
-    from .fdcapture import FdCapture
+    from .fdcapture import FdCapture, FdPoller
 
     if not FdCapture.available() or os.environ.get("GEOKERNEL_NO_FD_CAPTURE"):
         return
     for fd, name in ((1, "stdout"), (2, "stderr")):
-        cap = FdCapture(fd, name, publisher)
-        publisher.fd_captures.append(cap)
-        kernel.cell_hooks.append(cap)
+        publisher.fd_captures.append(FdCapture(fd, name, publisher))
+    kernel.cell_hooks.append(FdPoller(list(publisher.fd_captures)))
 
 
 def _attribute_threads(publisher):

@@ -238,3 +238,31 @@ def test_lone_surrogates_are_sent_as_valid_utf8(kernels):
     assert reply["content"]["status"] == "ok"
     assert stdout_of(msgs) == "file caf\ufffd\n"
     assert outputs(msgs, "execute_result")[0]["data"]["text/plain"] == "'caf\\udce9'"  # repr
+
+
+# ---- 8. fd output while idle ----------------------------------------------------------------
+def _ctx_switches(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+
+
+def test_background_fd_output_arrives_while_idle_then_polling_stops(kernels):
+    kc = kernels["geokernel"]
+    reply, msgs = execute(kc, "import os\nos.system('(sleep 1; echo late; echo late-err >&2) &')\n"
+                              "print(os.getpid())")
+    assert reply["content"]["status"] == "ok"
+    pid = int(stdout_of(msgs))
+    msg_id = reply["parent_header"]["msg_id"]
+    got = {"stdout": "", "stderr": ""}
+    while got != {"stdout": "late\n", "stderr": "late-err\n"}:  # no request sent meanwhile
+        msg = kc.get_iopub_msg(timeout=15)
+        if msg["msg_type"] == "stream":
+            assert msg["parent_header"]["msg_id"] == msg_id  # the cell that started it
+            got[msg["content"]["name"]] += msg["content"]["text"]
+    # the child is gone: the kernel stops polling (a 20 Hz poll would switch ~30 times here)
+    import time
+
+    time.sleep(1.0)  # the poll looks for live children every 0.5 s
+    before = _ctx_switches(pid)
+    time.sleep(1.5)
+    assert _ctx_switches(pid) - before < 5
