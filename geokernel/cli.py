@@ -155,6 +155,8 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     from .kernel import Kernel
 
     publisher = Publisher(transport.send, session)
+    if hasattr(transport, "backlog"):
+        publisher.backlog = lambda: transport.backlog("iopub")
     kernel = Kernel(session, None, transport.send, publisher, info.ports)
     _capture_fds(kernel, publisher)
     yielder = _CooperativeYield(kernel)

@@ -4,7 +4,10 @@ fd 1/2 are pointed at an in-memory file (memfd) instead of a pipe: a pipe fills 
 deadlocks a child while our only thread is blocked waiting for it (os.system), a memfd never
 blocks a writer. The hub reads new bytes with pread on a timer while a cell runs, and once more
 before anything else is published; consumed ranges are freed with FALLOC_FL_PUNCH_HOLE so
-memory stays bounded by what is written between two drains.
+memory stays bounded by what is written between two drains. Publishing is bounded too: once
+`max_backlog` chunks wait for the socket, a drain either waits for them to leave (from a
+greenlet, e.g. the cell's: the output keeps its place before what is published next) or leaves
+the rest in the memfd for the next drain (from the hub, which must not block).
 
 While the kernel is idle the timer keeps running only as long as a process started by a cell
 (or by such a process: `(sleep 1; echo late) &` outlives its shell) is alive, so background
@@ -37,8 +40,9 @@ def _fallocate():
 
 
 class FdCapture:
-    def __init__(self, fd: int, name: str, publisher):
+    def __init__(self, fd: int, name: str, publisher, max_backlog: int = 8):
         self.fd, self.name = fd, name
+        self._max_backlog = max_backlog  # queued iopub messages (of <= _CHUNK) before holding back
         self._publisher = publisher
         self._mem = os.memfd_create(f"geokernel-{name}", os.MFD_CLOEXEC)
         os.dup2(self._mem, fd)  # fd 1/2 now share the memfd's file description (and offset)
@@ -46,6 +50,7 @@ class FdCapture:
         self._freed = 0  # how far holes have been punched
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._punch = _fallocate()
+        self._hub = gevent.get_hub()
 
     @staticmethod
     def available() -> bool:
@@ -53,6 +58,11 @@ class FdCapture:
 
     def drain(self) -> None:
         while True:
+            if self._publisher.backlog() >= self._max_backlog:
+                if gevent.getcurrent() is self._hub:
+                    return  # the rest stays in the memfd (not our memory) until the next drain
+                while self._publisher.backlog() >= self._max_backlog:
+                    gevent.sleep(0.002)  # the peers' writers run meanwhile
             size = os.fstat(self._mem).st_size
             if size <= self._pos:
                 return
@@ -63,7 +73,7 @@ class FdCapture:
             self._free_consumed()
             text = self._decoder.decode(data)
             if text:
-                self._publisher.publish("stream", {"name": self.name, "text": text})
+                self._publisher.publish("stream", {"name": self.name, "text": text}, history=False)
 
     def _free_consumed(self) -> None:
         page = 4096
@@ -100,7 +110,7 @@ class FdPoller:
     def cell_finished(self) -> None:
         self._running_cell = False
         self._timer.stop()
-        self.drain()
+        self.drain()  # in the cell's greenlet, before the reply: may wait for the socket
         if self._watch.alive():
             self._idle_ticks = 0
             self._timer.again(self._tick)

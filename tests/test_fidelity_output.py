@@ -266,3 +266,39 @@ def test_background_fd_output_arrives_while_idle_then_polling_stops(kernels):
     before = _ctx_switches(pid)
     time.sleep(1.5)
     assert _ctx_switches(pid) - before < 5
+
+
+def _rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_200_mb_of_fd_output_in_bounded_memory(kernels):
+    import threading
+
+    kc = kernels["geokernel"]
+    _, msgs = execute(kc, "import os; print(os.getpid())")
+    pid = int(stdout_of(msgs))
+    base = _rss_mib(pid)
+    peak, done = [base], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib(pid))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        reply, msgs = execute(kc, "import os\nos.system('yes | head -c 200000000')\nprint('end')",
+                              timeout=120)
+    finally:
+        done.set()
+        sampler.join()
+    out = "".join(c["text"] for c in outputs(msgs, "stream") if c["name"] == "stdout")
+    assert len(out) == 200_000_000 + len("end\n")
+    assert out.endswith("y\nend\n")  # the child's output keeps its place before the print
+    assert peak[0] <= base + 64, f"RSS {base:.0f} MiB -> peak {peak[0]:.0f} MiB"
