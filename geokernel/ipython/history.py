@@ -15,6 +15,7 @@ log = logging.getLogger("geokernel.history")
 
 class ThreadlessHistoryManager(HistoryManager):
     max_pending = 10_000  # cached entries kept for retry while writes fail; older ones drop
+    warn_after = 3  # consecutive failed writes before the one warning on the kernel's log
 
     def __init__(self, shell, config=None, **traits):
         # HistoryManager.__init__ starts HistorySavingThread; run the accessor's set-up instead
@@ -27,12 +28,13 @@ class ThreadlessHistoryManager(HistoryManager):
         try:
             self.new_session()
         except Exception:
-            self.log.error("history session could not be created in %s; keeping it in memory",
-                           self.hist_file, exc_info=True)
+            log.error("history session could not be created in %s; keeping it in memory",
+                      self.hist_file, exc_info=True)
             self._switch_to_memory_history()
         self.using_thread = False
         self.save_thread = None
-        self._write_failed = False
+        self._failures = 0
+        self._warned = False
         self._no_busy_wait()
         self._instances.add(self)
 
@@ -78,16 +80,18 @@ class ThreadlessHistoryManager(HistoryManager):
             return
         except Exception as e:
             del cache[:-self.max_pending]
-            if not self._write_failed:
-                self._write_failed = True
+            # kernels sharing one database lock it briefly: only a failure that lasts is news
+            self._failures += 1
+            if self._failures == self.warn_after and not self._warned:
+                self._warned = True
                 log.warning("history could not be written to %s (%s: %s); retrying after later "
                             "cells, further failures are not logged",
                             self.hist_file, type(e).__name__, e)
+            else:
+                log.debug("history write failed: %s", e)
             return
         cache.clear()
-        if self._write_failed:
-            self._write_failed = False
-            log.info("history written to %s again", self.hist_file)
+        self._failures = 0
 
     def _switch_to_memory_history(self) -> None:
         try:
