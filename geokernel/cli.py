@@ -99,12 +99,26 @@ def _watch_parent() -> None:
             pass
 
 
+def _setup_logging(log_level: str) -> None:
+    """The kernel's own logger "geokernel" writes to the launcher's stderr (a descriptor taken
+    before fd 2 is captured) and does not propagate: the root logger stays the user's, so
+    logging.warning(), basicConfig() and library loggers reach the cell as on ipykernel."""
+    log_stream = os.fdopen(os.dup(2), "w", buffering=1, errors="backslashreplace")
+    handler = logging.StreamHandler(log_stream)
+    handler.setFormatter(logging.Formatter("[geokernel %(levelname)s] %(message)s"))
+    level = log_level.upper()
+    logger = logging.getLogger("geokernel")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.setLevel(level)
+    except ValueError:
+        logger.setLevel(logging.WARNING)
+
+
 def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     t0 = time.perf_counter()
-    # log to the launcher's stderr, kept on its own descriptor before fd 2 is captured
-    log_stream = os.fdopen(os.dup(2), "w", buffering=1)
-    logging.basicConfig(stream=log_stream, level=log_level.upper(),
-                        format="[geokernel %(levelname)s] %(message)s")
+    _setup_logging(log_level)
     from .connection import ConnectionFileError, load_connection_file
     from .wire import Codec, Signer
 
@@ -141,12 +155,17 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
     from .kernel import Kernel
 
     publisher = Publisher(transport.send, session)
+    if hasattr(transport, "backlog"):
+        publisher.backlog = lambda: transport.backlog("iopub")
     kernel = Kernel(session, None, transport.send, publisher, info.ports)
     _capture_fds(kernel, publisher)
     yielder = _CooperativeYield(kernel)
     thread_parent = _attribute_threads(publisher)
-    sys.stdout = OutStream("stdout", publisher, on_write=yielder, thread_parent=thread_parent)
-    sys.stderr = OutStream("stderr", publisher, on_write=yielder, thread_parent=thread_parent)
+    captured = {c.fd for c in publisher.fd_captures}
+    sys.stdout = OutStream("stdout", publisher, on_write=yielder, thread_parent=thread_parent,
+                           fd=1 if 1 in captured else None)
+    sys.stderr = OutStream("stderr", publisher, on_write=yielder, thread_parent=thread_parent,
+                           fd=2 if 2 in captured else None)
     publisher.enable_threads(gevent.get_hub().loop)
     # IPython (~100 ms) loads on first need or right after the hub's first turn, so the
     # kernel answers kernel_info (is "ready") without waiting for it
@@ -220,14 +239,13 @@ def _warm_up(kernel) -> None:
 
 
 def _capture_fds(kernel, publisher) -> None:
-    from .fdcapture import FdCapture
+    from .fdcapture import FdCapture, FdPoller
 
     if not FdCapture.available() or os.environ.get("GEOKERNEL_NO_FD_CAPTURE"):
         return
     for fd, name in ((1, "stdout"), (2, "stderr")):
-        cap = FdCapture(fd, name, publisher)
-        publisher.fd_captures.append(cap)
-        kernel.cell_hooks.append(cap)
+        publisher.fd_captures.append(FdCapture(fd, name, publisher))
+    kernel.cell_hooks.append(FdPoller(list(publisher.fd_captures)))
 
 
 def _attribute_threads(publisher):

@@ -56,6 +56,16 @@ class CommBridge:
         if "comm_id" not in msg.content or "target_name" not in msg.content:
             log.warning("comm_open without comm_id/target_name dropped")
             return
+        target = msg.content["target_name"]
+        if target not in self.manager.targets:
+            # as ipykernel: the comm is closed again (a comm_close on iopub tells the frontend),
+            # but a frontend probing for targets (jupyter.widget.control) is no error to log
+            log.debug("no comm target %r registered: comm closed", target)
+            comm = self.create_comm(comm_id=msg.content["comm_id"], primary=False,
+                                    target_name=target)
+            self.manager.register_comm(comm)
+            comm.close()
+            return
         self.manager.comm_open(None, None, self._as_dict(msg))
 
     def _msg(self, msg, channel):

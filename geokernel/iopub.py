@@ -22,6 +22,7 @@ class Publisher:
         self.streams: list = []  # sys.stdout / sys.stderr
         self.last_stream = None  # the stream written to last, flushed when the other writes
         self.on_stream = None  # callable(name, text) per stream message: IPython's output history
+        self.backlog = lambda: 0  # callable() -> iopub messages not yet on the wire (transport)
 
     def drain_fds(self) -> None:
         for c in self.fd_captures:
@@ -33,7 +34,10 @@ class Publisher:
             s.flush()
 
     def publish(self, msg_type: str, content: dict, parent_header: dict | None = None,
-                metadata: dict | None = None, buffers: list | None = None) -> None:
+                metadata: dict | None = None, buffers: list | None = None,
+                history: bool = True) -> None:
+        """`history=False`: a stream that IPython's output history does not keep (fd output:
+        it never passes through sys.stdout, as on ipykernel; 200 MB from a child stay out)."""
         if parent_header is None:
             parent_header = self.parent_header
         msg = Message(make_header(msg_type, self.session), parent_header, metadata or {},
@@ -44,7 +48,7 @@ class Publisher:
             return
         if msg_type != "stream":
             self.flush_streams()
-        elif self.on_stream is not None:
+        elif self.on_stream is not None and history:
             self.on_stream(content["name"], content["text"])
         self._send("iopub", msg)
 

@@ -1,8 +1,12 @@
 """sys.stdout / sys.stderr for the kernel: batched `stream` messages without an IOPub thread.
 
-Writes from the kernel's own thread are buffered and flushed on a short hub timer, on size, and
-before anything else is published. Writes from other OS threads never touch the hub directly:
-they go into a deque and wake the hub through a thread-safe async watcher.
+Writes from the kernel's own thread write through when the stream is quiet: a write that ends
+a line is published at once (so "starting" is on the wire before a long C call that holds the
+thread). Once something was published, the stream is "hot" for one interval: further writes
+are buffered and flushed on a short hub timer, on size, and before anything else is published,
+so a loop of prints still costs one message per interval. Writes from other OS threads never
+touch the hub directly: they go into a deque and wake the hub through a thread-safe async
+watcher.
 """
 from __future__ import annotations
 
@@ -17,9 +21,12 @@ _get_ident = threading.get_ident
 
 class OutStream(io.TextIOBase):
     def __init__(self, name: str, publisher, interval: float = 0.05,
-                 max_buffer: int = 256 * 1024, on_write=None, thread_parent=None):
+                 max_buffer: int = 256 * 1024, on_write=None, thread_parent=None,
+                 fd: int | None = None):
         super().__init__()
         self.name = name
+        self._fd = fd  # the captured descriptor (1/2) fileno() hands out; None: no capture
+        self._hot = False  # published within the last interval: batch instead of writing through
         self._publisher = publisher
         self._max = max_buffer
         self._buf: list = []
@@ -49,8 +56,15 @@ class OutStream(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
-    def fileno(self):
-        raise io.UnsupportedOperation("kernel streams have no file descriptor")
+    def fileno(self) -> int:
+        """The captured fd (faulthandler, subprocess.run(stdout=sys.stdout), C libraries):
+        what is written to it is drained into this cell's output. Text buffered in either
+        stream is published first so the two stay in order."""
+        if self._fd is None:
+            raise io.UnsupportedOperation("kernel streams have no file descriptor")
+        if _get_ident() == self._owner:
+            self._publisher.flush_streams()
+        return self._fd
 
     def write(self, s) -> int:
         # the hot path of every print(): keep it short
@@ -75,10 +89,13 @@ class OutStream(io.TextIOBase):
         self._buf.append(s)
         self._size += n
         if self._size >= self._max:
-            self.flush()
-        elif not self._armed:
+            self._publish_buffer()
+        elif not self._hot and s[-1] == "\n":
+            self._hot = True  # quiet until now: write the line through, batch what follows
+            self._publish_buffer()
+        if not self._armed:
             self._armed = True
-            self._timer.again(self.flush)
+            self._timer.again(self._on_timer)
         self._writes += 1
         if self._writes >= 64 and self._on_write is not None:
             self._writes = 0  # the cooperative-yield hook looks at the clock every 64 writes
@@ -89,15 +106,31 @@ class OutStream(io.TextIOBase):
         if _get_ident() != self._owner:
             return  # other threads' text is already queued for the hub
         self._timer.stop()
-        self._armed = False
+        self._armed = self._hot = False
+        if self._buf:
+            self._publish_buffer()
+        else:
+            self._publisher.drain_fds()  # sys.stderr.flush() also orders what C wrote before it
+        if self._foreign:
+            self._publish_foreign()
+
+    def _on_timer(self) -> None:
+        # one interval passed: publish what piled up and stay hot, or go quiet
+        if self._buf:
+            self._publish_buffer()
+        else:
+            self._timer.stop()
+            self._armed = self._hot = False
+        if self._foreign:
+            self._publish_foreign()
+
+    def _publish_buffer(self) -> None:
         if self._buf:
             self._publisher.drain_fds()  # what C code or a child wrote earlier goes first
             text = "".join(self._buf)
             self._buf.clear()
             self._size = 0
             self._publisher.publish("stream", {"name": self.name, "text": text})
-        if self._foreign:
-            self._publish_foreign()
 
     def _publish_foreign(self) -> None:
         # one message per run of writes with the same parent, in arrival order

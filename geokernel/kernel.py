@@ -239,10 +239,22 @@ class Kernel:
     def usage_request(self, msg, channel):
         import psutil  # lazy: only the resource-usage panel asks
 
-        proc = psutil.Process()
-        procs = [proc, *proc.children(recursive=True)]
-        cpu = mem = 0.0
+        # one psutil.Process per pid across requests: cpu_percent measures since the previous
+        # call on the same object (a new object always says 0)
+        known = self.__dict__.setdefault("_usage_procs", {})
+        me = known.get(os.getpid()) or psutil.Process()
+        try:
+            procs = [me, *me.children(recursive=True)]
+        except psutil.Error:
+            procs = [me]
+        current = {}
         for p in procs:
+            old = known.get(p.pid)
+            current[p.pid] = old if old is not None and old == p else p  # == : same start time
+        known.clear()
+        known.update(current)
+        cpu = mem = 0.0
+        for p in current.values():
             try:
                 cpu += p.cpu_percent(interval=None)
                 full = p.memory_full_info()

@@ -70,6 +70,11 @@ class ZmtpTransport(ChannelDispatch):
         if sock.send(self.codec.serialize(msg)) is False:
             log.warning("dropped %s message on %s: high-water mark reached", msg.msg_type, channel)
 
+    def backlog(self, channel: str) -> int:
+        """Messages queued for the slowest peer of a channel (fd output waits on this)."""
+        sock = self.sockets.get(channel)
+        return max((p._queued for p in sock.peers), default=0) if sock is not None else 0
+
     def close(self) -> None:
         """Stop serving; queued messages keep flushing until term() (or forever, briefly)."""
         for g in self.greenlets:

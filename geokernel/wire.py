@@ -13,6 +13,7 @@ import json
 from base64 import b64encode
 from collections import OrderedDict
 from datetime import date, datetime, timezone
+from math import isfinite
 
 from .message import Message
 
@@ -45,11 +46,37 @@ def _json_default(obj):
 
 
 _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, check_circular=False,
-                            allow_nan=True, separators=(",", ":"))
+                            allow_nan=False, separators=(",", ":"))
+
+
+def _finite(obj):
+    """NaN and infinities as their repr ("nan", "inf"), as jupyter_client sends them: JSON
+    has no such numbers, and `NaN` in a message breaks strict parsers."""
+    if isinstance(obj, float):
+        return obj if isfinite(obj) else repr(float(obj))
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+_finite_encoder = json.JSONEncoder(default=lambda o: _finite(_json_default(o)), ensure_ascii=False,
+                                   check_circular=False, allow_nan=False, separators=(",", ":"))
 
 
 def pack(obj) -> bytes:
-    return _encoder.encode(obj).encode("utf-8", "surrogateescape")
+    """Strict JSON in valid UTF-8, whatever the content holds."""
+    try:
+        text = _encoder.encode(obj)
+    except ValueError:  # a NaN or an infinity somewhere: rare, so the walk is only done then
+        text = _finite_encoder.encode(_finite(obj))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # lone surrogates (undecodable bytes kept by surrogateescape, broken pairs) are not
+        # UTF-8: pairs are joined, lone ones become U+FFFD, so the frontend shows a mark
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
 
 
 def unpack(data: bytes):

@@ -302,7 +302,10 @@ def test_high_water_mark_drops(serve):
     dealer = _client(zmq.DEALER, url, identity=b"slow")
     dealer.send(b"x")
     _srecv(router)
-    results = [router.send([b"slow", b"m"]) for _ in range(15)]  # no hub turn in between
+    # the first message is sent at once (nothing queued): one bigger than any socket buffer
+    # leaves its rest queued, and the next ones queue behind it (no hub turn in between)
+    big = b"m" * (64 << 20)
+    results = [router.send([b"slow", big]) for _ in range(15)]
     assert results == [True] * 10 + [False] * 5
     dealer.close()
 

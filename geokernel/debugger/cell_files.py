@@ -39,8 +39,10 @@ def murmur2(text: str, seed: int = HASH_SEED) -> int:
 
 
 def tmp_dir() -> str:
-    """Per-process directory holding dumped cells (created by the debugger when it starts)."""
-    return os.path.join(tempfile.gettempdir(), f"geokernel_{os.getpid()}")
+    """Per-process directory holding dumped cells (created by the debugger when it starts).
+    Named as ipykernel names its own (`ipykernel_<pid>`): JupyterLab shows "Cell [n]" instead
+    of the path only for cell files under a folder that follows this convention."""
+    return os.path.join(tempfile.gettempdir(), f"ipykernel_{os.getpid()}")
 
 
 def file_prefix() -> str:

@@ -7,10 +7,15 @@ from IPython.core.displaypub import DisplayPublisher
 
 
 class KernelDisplayHook(DisplayHook):
-    """`Out[n]` values become execute_result messages."""
+    """`Out[n]` values become execute_result messages (none when no format has data, as on
+    ipykernel). `active` is true while the value is being formatted: a formatter that raises
+    then shows its traceback and makes the cell's reply an error (ipykernel 7 does the same)."""
+
+    active = False
 
     def start_displayhook(self):
         self._data, self._md = {}, {}
+        self.active = True
 
     def write_output_prompt(self):
         pass
@@ -19,7 +24,9 @@ class KernelDisplayHook(DisplayHook):
         self._data, self._md = format_dict, md_dict or {}
 
     def finish_displayhook(self):
-        self.shell.output.publish_execute_result(self.prompt_count, self._data, self._md)
+        self.active = False
+        if self._data:
+            self.shell.output.publish_execute_result(self.prompt_count, self._data, self._md)
         self._data, self._md = {}, {}
 
 

@@ -44,13 +44,16 @@ class IPythonInterpreter(Interpreter):
         builtins.input, getpass.getpass = (self._input, self._getpass) if allow_stdin else \
             (self._no_input, self._no_input)
         self._recording = shell.execution_count if store_history else None
+        shell.displayhook_error = False
         try:
             kw = {"cell_id": cell_id} if cell_id is not None else {}
             result = shell.run_cell(code, store_history=store_history, silent=silent, **kw)
         finally:
             builtins.input, getpass.getpass = saved
         failed = result.error_before_exec or result.error_in_exec
-        if failed is not None:
+        if failed is None and shell.displayhook_error and self.last_error is not None:
+            reply = {"status": "error", **self.last_error}  # a formatter of Out[n] raised
+        elif failed is not None:
             err = self.last_error or {"ename": type(failed).__name__, "evalue": str(failed),
                                       "traceback": []}
             reply = {"status": "error", **err}
@@ -58,7 +61,7 @@ class IPythonInterpreter(Interpreter):
             reply = {"status": "ok"}
         reply["execution_count"] = shell.execution_count - 1
         reply["user_expressions"] = (shell.user_expressions(user_expressions)
-                                     if failed is None else {})
+                                     if reply["status"] == "ok" else {})
         reply["payload"] = shell.payload_manager.read_payload()
         shell.payload_manager.clear_payload()
         return reply

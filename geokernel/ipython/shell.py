@@ -66,6 +66,7 @@ class KernelShell(InteractiveShell):
     kernel = Any(None)  # what libraries look up as get_ipython().kernel
     keepkernel_on_exit = Bool(False)
     _shown_error = None  # (exception, error content) of the last traceback published
+    displayhook_error = False  # a traceback was shown while Out[n] was being formatted
 
     # a kernel has no terminal: no readline, no autoindent
     readline_use = Bool(False)
@@ -118,6 +119,8 @@ class KernelShell(InteractiveShell):
 
     def _showtraceback(self, etype, evalue, stb):
         ename = etype.__name__ if etype else ""
+        if getattr(self.displayhook, "active", False):
+            self.displayhook_error = True  # a failing formatter fails the cell (see display.py)
         self._shown_error = (evalue, {"ename": ename, "evalue": str(evalue), "traceback": stb})
         self.output.publish_error(ename, str(evalue), stb)
 

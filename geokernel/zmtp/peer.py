@@ -1,8 +1,10 @@
 """One accepted connection: a reader greenlet (bytes -> framing events -> owner) and a writer
 greenlet that flushes a per-peer queue.
 
-Sending never blocks or switches: `send_parts` appends to a list and, only when the queue
-goes from empty to non-empty, sets an Event that wakes the writer on the hub's next turn.
+Sending never blocks or switches: when nothing is queued or being written, `send_parts` tries
+one non-blocking send right away (so a message is on the wire even if the thread then blocks in
+a long C call); what does not fit is queued. Queuing sets an Event when the queue goes from
+empty to non-empty, which wakes the writer on the hub's next turn.
 The writer joins everything queued so far into one buffer and does one `sendall`, so a burst
 of messages costs one syscall, not one per frame or per message.
 """
@@ -32,6 +34,8 @@ class Peer:
         self._closing = False  # graceful: flush the queue, then close
         self._queue: list = []
         self._queued = 0
+        self._writing = False  # the writer is inside sendall: a direct send would interleave
+        self._raw = getattr(sock, "_sock", None)  # gevent's non-blocking OS-level socket
         self._wake = Event()
         self._reader = gevent.spawn(self._read_loop)
         self._writer = gevent.spawn(self._write_loop)
@@ -50,18 +54,29 @@ class Peer:
             return False
         if self._queued >= self.hwm:
             return False
-        self._queued += 1
-        self._enqueue_list(parts)
+        if self._enqueue_list(parts):
+            self._queued += 1
         return True
 
     def _enqueue(self, data: bytes) -> None:
         if data:
             self._enqueue_list([data])
 
-    def _enqueue_list(self, parts: list) -> None:
+    def _enqueue_list(self, parts: list) -> bool:
+        """Send now if the line is free, else queue; True when something was queued."""
         if not self._queue:
+            if not self._writing and self._raw is not None:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                try:
+                    n = self._raw.send(data)
+                except OSError:  # full (EAGAIN) or broken: the writer sees the rest
+                    n = 0
+                if n == len(data):
+                    return False
+                parts = [memoryview(data)[n:]]
             self._wake.set()
         self._queue.extend(parts)
+        return True
 
     # ---- greenlets ---------------------------------------------------------------------------
     def _read_loop(self) -> None:
@@ -101,7 +116,9 @@ class Peer:
                 self._wake.clear()
                 while self._queue:
                     parts, self._queue, self._queued = self._queue, [], 0
+                    self._writing = True
                     sock.sendall(parts[0] if len(parts) == 1 else b"".join(parts))
+                    self._writing = False
                 if self._closing:
                     break
         except OSError as e:
