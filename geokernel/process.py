@@ -1,0 +1,98 @@
+"""Process policy: the one module that owns what a kernel does to its process (environment,
+fd capture, parent death, SIGTERM, children, exit). cli.py assembles the layers and calls these."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger("geokernel.process")
+
+
+def process_setup() -> None:
+    # what a notebook user expects from a kernel's environment (as ipykernel sets it)
+    os.environ.update({"TERM": "xterm-color", "CLICOLOR": "1", "PAGER": "cat", "GIT_PAGER": "cat"})
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+
+
+def watch_parent() -> None:
+    """Exit when the launching process dies, without a thread: the kernel asks Linux for a
+    SIGTERM when its parent goes away (PR_SET_PDEATHSIG)."""
+    parent = os.environ.get("JPY_PARENT_PID")
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if parent and parent.isdigit() and os.getppid() != int(parent) and int(parent) > 1:
+        # the parent already died before we asked to be told
+        try:
+            os.kill(int(parent), 0)
+        except ProcessLookupError:
+            raise SystemExit(0)
+        except PermissionError:
+            pass
+
+
+def capture_fds(kernel, publisher) -> None:
+    from .fdcapture import FdCapture
+
+    if not FdCapture.available() or os.environ.get("GEOKERNEL_NO_FD_CAPTURE"):
+        return
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        cap = FdCapture(fd, name, publisher)
+        publisher.fd_captures.append(cap)
+        kernel.cell_hooks.append(cap)
+
+
+def install_sigterm(done) -> None:
+    import signal
+
+    import gevent
+
+    def on_term(signum, frame):
+        gevent.get_hub().loop.run_callback(done.set)
+        # if the hub cannot run soon (a cell stuck in C), the tick will still get it there
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def kill_children() -> None:
+    try:
+        import psutil
+    except ImportError:
+        return
+    children = psutil.Process().children(recursive=True)
+    for c in children:
+        try:
+            c.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=0.5)
+    for c in alive:
+        try:
+            c.kill()
+        except psutil.Error:
+            pass
+
+
+def finish(kernel, transport, publisher) -> None:
+    try:
+        publisher.flush_streams()
+        if kernel.interpreter_loaded:
+            kernel.interp.shutdown()
+        debugger = kernel.control_handlers.get("debug_request")
+        if debugger is not None:
+            debugger.close()
+        kill_children()
+        transport.close()
+        transport.term()  # waits (up to linger) for the last replies to leave
+    finally:
+        sys.__stdout__.flush()
+        sys.__stderr__.flush()
+        os._exit(0)
