@@ -162,8 +162,10 @@ def _load_interpreter(kernel, publisher):
     comms.install()
     kernel.shell_handlers.update(comms.handlers())
     kernel.comm_manager = comms.manager  # where code written for ipykernel looks for it
-    # GEOKERNEL_TICK_MS: the tick period, for measuring its cost (default 20 ms)
-    tick = ExecutionTick(kernel, float(os.environ.get("GEOKERNEL_TICK_MS", "20")) / 1000)
+    # GEOKERNEL_TICK_MS / GEOKERNEL_TICK_MODE: the tick period (default 20 ms) and how it meets
+    # system calls (interrupts.TICK_MODES), for measuring
+    tick = ExecutionTick(kernel, float(os.environ.get("GEOKERNEL_TICK_MS", "20")) / 1000,
+                         mode=os.environ.get("GEOKERNEL_TICK_MODE", "hybrid"))
     tick.install()
     from .debugger import install_debugger  # light: debugpy loads on the first debug_request
 

@@ -1,34 +1,76 @@
 """Staying responsive in one thread: the execution tick and SIGINT.
 
-While a cell runs, SIGALRM fires every `interval` seconds. If the executing greenlet was
-interrupted in user code (no gevent/zmq/greenlet/geokernel frame between the handler and the
-cell's code), the handler lets the hub take a turn (`gevent.idle()`), so the heartbeat and
-control greenlets answer during busy loops and blocking sleeps. SIGINT raises
+While a cell runs, a private POSIX timer (timer_create) delivers a real-time signal every
+`interval` seconds; SIGALRM, ITIMER_REAL and signal.alarm stay the user's. If the executing
+greenlet was interrupted in user code (no gevent/zmq/greenlet/geokernel frame between the
+handler and the cell's code), the handler lets the hub take a turn (`gevent.idle()`), so the
+heartbeat and control greenlets answer during busy loops and blocking sleeps. SIGINT raises
 KeyboardInterrupt in the cell at a safe point, or schedules a throw when the cell's greenlet is
-parked; it is ignored while idle. This module and cli.py are the only places touching signals.
+parked; it is ignored while idle. This module and process.py are the only places touching signals.
+
+System calls and the tick (measured, see TICK_MODES): the tick signal restarts interrupted
+system calls (SA_RESTART), so a C-level write to a full pipe never returns EINTR and loses
+nothing. A restarted waitpid/read never returns to Python, though, so a second timer, the
+"unblock" signal without SA_RESTART, fires only when the tick's handler has not run for
+`unblock_after` seconds: the blocked call returns EINTR, Python retries it (PEP 475) after
+running our handler, which serves the hub. Sleeps (nanosleep, usleep) return early on any
+handled signal, with or without SA_RESTART: C code that sleeps sees the tick.
 """
 from __future__ import annotations
 
+import logging
 import signal
 
 import gevent
+
+from .posix_timer import PosixTimer
+
+log = logging.getLogger("geokernel.interrupts")
 
 # pydevd/debugpy frames sit between the handler and the cell while a cell is stopped at a
 # breakpoint: never switch or raise there (the debugger's suspend pump yields instead)
 _UNSAFE_PREFIXES = ("geokernel", "gevent", "zmq", "greenlet", "_pydev", "pydev", "debugpy")
 
+# how system calls meet the tick (GEOKERNEL_TICK_MODE, for measuring): "hybrid" (default):
+# SA_RESTART tick + unblock signal after `unblock_after`; "restart": SA_RESTART only (blocking
+# calls freeze the kernel); "eintr": no SA_RESTART at all (C code sees EINTR every tick)
+TICK_MODES = ("hybrid", "restart", "eintr")
+
 
 class ExecutionTick:
-    def __init__(self, kernel, interval: float = 0.02):
+    """`signo`/`unblock_signo`: the real-time signals the kernel reserves (default SIGRTMIN+11
+    and +10); `unblock_after`: how long a blocked system call may keep the hub waiting;
+    `unblock_turn`: how long the hub then runs before the call is retried.
+
+    Linux delivers pending real-time signals lowest number first, and the first one decides
+    whether the interrupted call restarts: the unblock signal has the lower number, and its
+    timer runs half a tick out of phase with the tick's, so the two rarely coincide."""
+
+    def __init__(self, kernel, interval: float = 0.02, mode: str = "hybrid",
+                 unblock_after: float = 0.1, unblock_turn: float = 0.002, signo: int | None = None,
+                 unblock_signo: int | None = None):
+        if mode not in TICK_MODES:
+            raise ValueError(f"tick mode must be one of {', '.join(TICK_MODES)}, not {mode!r}")
         self.kernel = kernel
         self.interval = interval
+        self.mode = mode
+        self.unblock_after = unblock_after
+        self.unblock_turn = unblock_turn
+        self.signo = signal.SIGRTMIN + 11 if signo is None else signo
+        self.unblock_signo = signal.SIGRTMIN + 10 if unblock_signo is None else unblock_signo
         self.pending_interrupt = False
+        self.ticks = 0  # handler runs (for tests and measurements)
         self._boundaries = ()  # code objects where user code starts (see _in_user_code)
+        self._timer = self._unblock = None
 
     def install(self) -> None:
-        signal.signal(signal.SIGALRM, self._on_alarm)
-        # restart interrupted system calls: a short write to a full pipe must not lose data
-        signal.siginterrupt(signal.SIGALRM, False)
+        signal.signal(self.signo, self._on_tick)
+        signal.siginterrupt(self.signo, self.mode == "eintr")
+        self._timer = PosixTimer(self.signo)
+        if self.mode == "hybrid":
+            signal.signal(self.unblock_signo, self._on_tick)
+            signal.siginterrupt(self.unblock_signo, True)  # the point: make the call return
+            self._unblock = PosixTimer(self.unblock_signo)
         signal.signal(signal.SIGINT, self._on_sigint)
         from IPython.core.interactiveshell import InteractiveShell
 
@@ -42,10 +84,17 @@ class ExecutionTick:
 
     def cell_started(self) -> None:
         self.pending_interrupt = False
-        signal.setitimer(signal.ITIMER_REAL, self.interval, self.interval)
+        self._timer.arm(self.interval, self.interval)
+        self._arm_unblock()
+
+    def _arm_unblock(self) -> None:
+        if self._unblock is not None:
+            self._unblock.arm(self.unblock_after + self.interval / 2, self.unblock_after)
 
     def cell_finished(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        self._timer.disarm()
+        if self._unblock is not None:
+            self._unblock.disarm()
         self.pending_interrupt = False
 
     def _in_user_code(self, frame) -> bool:
@@ -65,15 +114,23 @@ class ExecutionTick:
         k = self.kernel
         return k.executing and k.worker is not None and gevent.getcurrent() is k.worker
 
-    def _on_alarm(self, signum, frame) -> None:
+    def _on_tick(self, signum, frame) -> None:
         __tracebackhide__ = True  # noqa: F841 (IPython hides this frame in tracebacks)
+        self.ticks += 1
+        if self.kernel.executing:
+            self._arm_unblock()  # the thread runs Python: nothing to unblock for a while
         if not self._executing_here() or not self._in_user_code(frame):
             return
         if self.pending_interrupt:
             self.pending_interrupt = False
             raise KeyboardInterrupt
         try:
-            gevent.idle()  # the hub polls I/O and runs ready greenlets, then comes back
+            if signum == self.unblock_signo:
+                # a blocked call returned EINTR: the next chance is unblock_after away, so
+                # give a request that just arrived time for its whole round trip
+                gevent.sleep(self.unblock_turn)
+            else:
+                gevent.idle()  # the hub polls I/O and runs ready greenlets, then comes back
         except KeyboardInterrupt:
             raise KeyboardInterrupt from None  # drop the hub's frames from the traceback
 
