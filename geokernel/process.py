@@ -81,7 +81,12 @@ def kill_children() -> None:
             pass
 
 
-def finish(kernel, transport, publisher) -> None:
+def finish(kernel, transport, publisher, atexit_timeout: float = 3.0,
+           atexit_grace: float = 1.0) -> None:
+    """Exit like Python: the last replies leave, then the atexit handlers run (as at the end of
+    a Python program, at shutdown and at restart), then children are ended. A handler still
+    running after `atexit_timeout` seconds ends the process cleanly from the next bytecode; one
+    stuck in C code is killed `atexit_grace` seconds later by a signal with its default action."""
     try:
         publisher.flush_streams()
         if kernel.interpreter_loaded:
@@ -89,10 +94,48 @@ def finish(kernel, transport, publisher) -> None:
         debugger = kernel.control_handlers.get("debug_request")
         if debugger is not None:
             debugger.close()
-        kill_children()
         transport.close()
         transport.term()  # waits (up to linger) for the last replies to leave
+        run_atexit(atexit_timeout, atexit_grace)
+        kill_children()
     finally:
-        sys.__stdout__.flush()
-        sys.__stderr__.flush()
-        os._exit(0)
+        _exit_now()
+
+
+def _exit_now(code: int = 0) -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
+def run_atexit(timeout: float, grace: float) -> None:
+    import atexit
+    import signal
+
+    from .posix_timer import PosixTimer
+
+    # the frontend is gone: what handlers print goes to the launcher's streams, as Python's
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    soft, hard = signal.SIGRTMIN + 12, signal.SIGRTMIN + 13  # reserved like the tick's
+
+    def out_of_time(signum, frame):
+        log.warning("atexit handlers still running after %.1f s: exiting", timeout)
+        kill_children()
+        _exit_now()
+
+    timers = []
+    try:
+        signal.signal(soft, out_of_time)
+        signal.signal(hard, signal.SIG_DFL)  # terminates the process, even inside C code
+        for signo, delay in ((soft, timeout), (hard, timeout + grace)):
+            timer = PosixTimer(signo)
+            timer.arm(delay)
+            timers.append(timer)
+    except OSError as e:
+        log.warning("atexit handlers run without a time limit: %s", e)
+    atexit._run_exitfuncs()
+    for timer in timers:
+        timer.disarm()
