@@ -15,28 +15,42 @@ def process_setup() -> None:
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
 
-def watch_parent() -> None:
-    """Exit when the launching process dies, without a thread: the kernel asks Linux for a
-    SIGTERM when its parent goes away (PR_SET_PDEATHSIG)."""
-    parent = os.environ.get("JPY_PARENT_PID")
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+_parent_watch = None  # the hub watcher (kept referenced so it keeps watching)
+
+
+def watch_parent(poll_interval: float = 1.0) -> None:
+    """Exit (as on SIGTERM) when the launching process dies, without a thread and without
+    wake-ups: a pidfd of the parent process becomes readable when the whole process exits,
+    never because one of its threads ended (PR_SET_PDEATHSIG follows the launching thread).
+    As ipykernel: only when launched by a Jupyter client (JPY_PARENT_PID is set). Without
+    pidfd_open (Linux < 5.3): check the parent every `poll_interval` seconds."""
+    global _parent_watch
     import signal
 
+    import gevent
+
+    if not os.environ.get("JPY_PARENT_PID"):
+        return  # started by hand: stays up like ipykernel
+    parent = os.getppid()
+    if parent <= 1:
+        raise SystemExit(0)  # the launcher died before we could watch it
+
+    def parent_died(*_):
+        log.info("parent process %d exited: shutting down", parent)
+        _parent_watch.stop()
+        os.kill(os.getpid(), signal.SIGTERM)  # the usual way out (install_sigterm)
+
+    loop = gevent.get_hub().loop
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
+        pidfd = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        _parent_watch = loop.timer(poll_interval, poll_interval)
+        _parent_watch.start(lambda: None if os.getppid() == parent else parent_died())
         return
-    if parent and parent.isdigit() and os.getppid() != int(parent) and int(parent) > 1:
-        # the parent already died before we asked to be told
-        try:
-            os.kill(int(parent), 0)
-        except ProcessLookupError:
-            raise SystemExit(0)
-        except PermissionError:
-            pass
+    if os.getppid() != parent:
+        raise SystemExit(0)  # died while we opened it (the pid may already be reused)
+    _parent_watch = loop.io(pidfd, 1)  # readable once the process has exited
+    _parent_watch.start(parent_died)
 
 
 def capture_fds(kernel, publisher) -> None:
