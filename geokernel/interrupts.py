@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
+from contextlib import contextmanager
 
 import gevent
 
@@ -35,6 +37,18 @@ _UNSAFE_PREFIXES = ("geokernel", "gevent", "zmq", "greenlet", "_pydev", "pydev",
 # SA_RESTART tick + unblock signal after `unblock_after`; "restart": SA_RESTART only (blocking
 # calls freeze the kernel); "eintr": no SA_RESTART at all (C code sees EINTR every tick)
 TICK_MODES = ("hybrid", "restart", "eintr")
+
+
+class UserCodeTimeout(BaseException):
+    """User code run from a kernel greenlet (e.g. a __repr__ for the variable panel) did not
+    return in time. A BaseException: `except Exception` in or around the user code must not
+    swallow it."""
+
+
+def call_user(fn, *args, **kwargs):
+    """Call user-reachable code from a kernel greenlet inside ExecutionTick.user_code(): this
+    frame is the boundary up to which the tick may switch away from that greenlet."""
+    return fn(*args, **kwargs)
 
 
 class ExecutionTick:
@@ -62,6 +76,8 @@ class ExecutionTick:
         self.ticks = 0  # handler runs (for tests and measurements)
         self._boundaries = ()  # code objects where user code starts (see _in_user_code)
         self._timer = self._unblock = None
+        self._sections: dict = {}  # kernel greenlet -> deadline, inside user_code()
+        self._armed = False
 
     def install(self) -> None:
         signal.signal(self.signo, self._on_tick)
@@ -84,23 +100,52 @@ class ExecutionTick:
 
     def cell_started(self) -> None:
         self.pending_interrupt = False
+        self._arm()
+
+    def _arm(self) -> None:
         self._timer.arm(self.interval, self.interval)
         self._arm_unblock()
+        self._armed = True
 
     def _arm_unblock(self) -> None:
         if self._unblock is not None:
             self._unblock.arm(self.unblock_after + self.interval / 2, self.unblock_after)
 
     def cell_finished(self) -> None:
+        self.pending_interrupt = False
+        if not self._sections:
+            self._disarm()
+
+    def _disarm(self) -> None:
         self._timer.disarm()
         if self._unblock is not None:
             self._unblock.disarm()
-        self.pending_interrupt = False
+        self._armed = False
 
-    def _in_user_code(self, frame) -> bool:
+    @contextmanager
+    def user_code(self, timeout: float = 5.0):
+        """Run user-reachable code (through call_user) on a kernel greenlet, e.g. the control
+        greenlet, while a cell may be parked mid-bytecode holding locks that code needs: the
+        tick switches away from it as from a cell, so the cell goes on and frees them; after
+        `timeout` seconds UserCodeTimeout is raised in it."""
+        current = gevent.getcurrent()
+        if current is self.kernel.worker or current in self._sections or self._timer is None:
+            yield  # the cell's own greenlet (or nested): it is already ticked
+            return
+        self._sections[current] = time.monotonic() + timeout
+        if not self._armed:
+            self._arm()
+        try:
+            yield
+        finally:
+            del self._sections[current]
+            if not self._sections and not self.kernel.executing:
+                self._disarm()
+
+    def _in_user_code(self, frame, boundaries=None) -> bool:
         """True when every frame up to the cell's boundary belongs to neither gevent, zmq,
         greenlet nor geokernel: only then is it safe to switch greenlets or raise."""
-        boundaries = self._boundaries
+        boundaries = boundaries or self._boundaries
         while frame is not None:
             if frame.f_code in boundaries:
                 return True
@@ -117,8 +162,11 @@ class ExecutionTick:
     def _on_tick(self, signum, frame) -> None:
         __tracebackhide__ = True  # noqa: F841 (IPython hides this frame in tracebacks)
         self.ticks += 1
-        if self.kernel.executing:
+        if self._armed:
             self._arm_unblock()  # the thread runs Python: nothing to unblock for a while
+        deadline = self._sections.get(gevent.getcurrent()) if self._sections else None
+        if deadline is not None:
+            return self._tick_section(signum, frame, deadline)
         if not self._executing_here() or not self._in_user_code(frame):
             return
         if self.pending_interrupt:
@@ -133,6 +181,15 @@ class ExecutionTick:
                 gevent.idle()  # the hub polls I/O and runs ready greenlets, then comes back
         except KeyboardInterrupt:
             raise KeyboardInterrupt from None  # drop the hub's frames from the traceback
+
+    def _tick_section(self, signum, frame, deadline) -> None:
+        __tracebackhide__ = True  # noqa: F841
+        if not self._in_user_code(frame, (call_user.__code__,)):
+            return
+        if time.monotonic() > deadline:
+            raise UserCodeTimeout("user code called by the kernel did not return in time "
+                                  "(does the running cell hold a lock it needs?)")
+        gevent.sleep(self.unblock_turn if signum == self.unblock_signo else 0.001)
 
     def _on_sigint(self, signum, frame) -> None:
         __tracebackhide__ = True  # noqa: F841
