@@ -39,6 +39,20 @@ _UNSAFE_PREFIXES = ("geokernel", "gevent", "zmq", "greenlet", "_pydev", "pydev",
 TICK_MODES = ("hybrid", "restart", "eintr")
 
 
+def make_pdb_interruptible() -> None:
+    """pdb.set_trace()/breakpoint() use IPython's InterruptiblePdb, as on ipykernel: an
+    interrupt at the (Pdb) prompt leaves the debugger and the cell goes on, instead of the
+    stdlib prompt coming back for good."""
+    import pdb  # noqa: T100
+
+    from IPython.core import debugger
+
+    if hasattr(debugger, "InterruptiblePdb"):
+        debugger.Pdb = debugger.InterruptiblePdb
+        pdb.Pdb = debugger.InterruptiblePdb
+        pdb.set_trace = debugger.set_trace
+
+
 class UserCodeTimeout(BaseException):
     """User code run from a kernel greenlet (e.g. a __repr__ for the variable panel) did not
     return in time. A BaseException: `except Exception` in or around the user code must not
@@ -97,6 +111,7 @@ class ExecutionTick:
         self._boundaries = (InteractiveShell.run_code.__code__, run_async_cell.__code__)
         self.kernel.on_interrupt = self.interrupt
         self.kernel.cell_hooks.insert(0, self)
+        make_pdb_interruptible()
 
     def cell_started(self) -> None:
         self.pending_interrupt = False
