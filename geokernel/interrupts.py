@@ -15,6 +15,18 @@ nothing. A restarted waitpid/read never returns to Python, though, so a second t
 `unblock_after` seconds: the blocked call returns EINTR, Python retries it (PEP 475) after
 running our handler, which serves the hub. Sleeps (nanosleep, usleep) return early on any
 handled signal, with or without SA_RESTART: C code that sleeps sees the tick.
+
+Measured (2-core shared machine, 20 ms tick): during subprocess.run/os.waitpid/Process.join/
+a pipe read/a Lock held by a thread the heartbeat answers in ~50-280 ms (select, sockets,
+Queue.get, Event.wait, Lock.acquire with a timeout: ~20-60 ms); "restart" mode: not at all
+(2.5 s behind a 3 s subprocess). A 15 MB fwrite to a pipe whose reader takes 2.3 s: complete
+in "hybrid" and "restart", cut at 64 KiB in "eintr". What remains: a C-level blocking write
+or read that makes no progress for `unblock_after` (a reader stalled 0.5 s) gets EINTR, which
+C code that does not retry (glibc fwrite) reports as an error; a single os.write to a pipe
+returns a short count once a signal lands mid-write (file objects retry; any signal does this
+in plain Python too); while a cell runs, libc sleep(1) returns after one tick (~20 ms,
+reporting 0 s left) and usleep(200 ms) returns EINTR after ~20 ms. Still blocking: os.system
+(glibc's system() retries waitpid itself), long C calls that never return to Python.
 """
 from __future__ import annotations
 
