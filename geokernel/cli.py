@@ -1,11 +1,17 @@
 """Command line: run the kernel (`-f CONNECTION_FILE`), `install`, `bench`. Assembles the
-layers and owns process-wide state (signals, sys.stdout/stderr, environment, exit)."""
+layers; process-wide policy (environment, parent death, SIGTERM, exit) is in process.py."""
 from __future__ import annotations
 
 import logging
 import os
 import sys
 import time
+
+from .process import capture_fds as _capture_fds  # process policy lives there
+from .process import finish as _finish
+from .process import install_sigterm as _install_sigterm
+from .process import process_setup as _process_setup
+from .process import watch_parent as _watch_parent
 
 log = logging.getLogger("geokernel")
 
@@ -69,34 +75,8 @@ def _install(argv) -> None:
     print(f"Installed kernelspec {a.name} in {dest}")
 
 
-def _process_setup() -> None:
-    # what a notebook user expects from a kernel's environment (as ipykernel sets it)
-    os.environ.update({"TERM": "xterm-color", "CLICOLOR": "1", "PAGER": "cat", "GIT_PAGER": "cat"})
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
 
-def _watch_parent() -> None:
-    """Exit when the launching process dies, without a thread: the kernel asks Linux for a
-    SIGTERM when its parent goes away (PR_SET_PDEATHSIG)."""
-    parent = os.environ.get("JPY_PARENT_PID")
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        return
-    if parent and parent.isdigit() and os.getppid() != int(parent) and int(parent) > 1:
-        # the parent already died before we asked to be told
-        try:
-            os.kill(int(parent), 0)
-        except ProcessLookupError:
-            raise SystemExit(0)
-        except PermissionError:
-            pass
 
 
 def _setup_logging(log_level: str) -> None:
@@ -201,8 +181,10 @@ def _load_interpreter(kernel, publisher):
     comms.install()
     kernel.shell_handlers.update(comms.handlers())
     kernel.comm_manager = comms.manager  # where code written for ipykernel looks for it
-    # GEOKERNEL_TICK_MS: the tick period, for measuring its cost (default 20 ms)
-    tick = ExecutionTick(kernel, float(os.environ.get("GEOKERNEL_TICK_MS", "20")) / 1000)
+    # GEOKERNEL_TICK_MS / GEOKERNEL_TICK_MODE: the tick period (default 20 ms) and how it meets
+    # system calls (interrupts.TICK_MODES), for measuring
+    tick = ExecutionTick(kernel, float(os.environ.get("GEOKERNEL_TICK_MS", "20")) / 1000,
+                         mode=os.environ.get("GEOKERNEL_TICK_MODE", "hybrid"))
     tick.install()
     from .debugger import install_debugger  # light: debugpy loads on the first debug_request
 
@@ -238,14 +220,6 @@ def _warm_up(kernel) -> None:
     kernel.interp
 
 
-def _capture_fds(kernel, publisher) -> None:
-    from .fdcapture import FdCapture, FdPoller
-
-    if not FdCapture.available() or os.environ.get("GEOKERNEL_NO_FD_CAPTURE"):
-        return
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-        publisher.fd_captures.append(FdCapture(fd, name, publisher))
-    kernel.cell_hooks.append(FdPoller(list(publisher.fd_captures)))
 
 
 def _attribute_threads(publisher):
@@ -286,51 +260,3 @@ class _CooperativeYield:
         if k.executing and self._gevent.getcurrent() is k.worker:
             self._last = now
             self._gevent.idle()
-
-
-def _install_sigterm(done) -> None:
-    import signal
-
-    import gevent
-
-    def on_term(signum, frame):
-        gevent.get_hub().loop.run_callback(done.set)
-        # if the hub cannot run soon (a cell stuck in C), the tick will still get it there
-
-    signal.signal(signal.SIGTERM, on_term)
-
-
-def _kill_children() -> None:
-    try:
-        import psutil
-    except ImportError:
-        return
-    children = psutil.Process().children(recursive=True)
-    for c in children:
-        try:
-            c.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(children, timeout=0.5)
-    for c in alive:
-        try:
-            c.kill()
-        except psutil.Error:
-            pass
-
-
-def _finish(kernel, transport, publisher) -> None:
-    try:
-        publisher.flush_streams()
-        if kernel.interpreter_loaded:
-            kernel.interp.shutdown()
-        debugger = kernel.control_handlers.get("debug_request")
-        if debugger is not None:
-            debugger.close()
-        _kill_children()
-        transport.close()
-        transport.term()  # waits (up to linger) for the last replies to leave
-    finally:
-        sys.__stdout__.flush()
-        sys.__stderr__.flush()
-        os._exit(0)

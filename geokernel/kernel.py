@@ -2,6 +2,7 @@
 the abort queue after errors, stdin round trips. No zmq here: it talks to a `send` callable."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -9,7 +10,7 @@ import socket
 import gevent
 import gevent.event
 from gevent.event import AsyncResult
-from gevent.queue import Queue
+from gevent.queue import PriorityQueue
 
 from . import __version__
 from .message import PROTOCOL_VERSION, Message, error_content, make_header, reply_type, utcnow_iso
@@ -35,7 +36,10 @@ class Kernel:
         self.on_shutdown = None  # set by cli: callable(restart: bool)
         self.on_interrupt = None  # set by cli: how to interrupt the running cell
         self.cell_hooks: list = []  # objects with cell_started()/cell_finished() (tick, fd capture)
-        self._queue: Queue = Queue()
+        # (priority, arrival, channel, message): shell requests that came on control run
+        # on the worker too (never beside a parked cell) but ahead of the shell queue
+        self._queue: PriorityQueue = PriorityQueue()
+        self._arrival = itertools.count()
         self._aborting = False
         self.executing = False
         self.worker = None
@@ -85,9 +89,17 @@ class Kernel:
         self.worker = gevent.spawn(self._shell_worker)
 
     def on_shell(self, msg: Message) -> None:
-        self._queue.put(msg)
+        self._queue.put((1, next(self._arrival), "shell", msg))
 
     def on_control(self, msg: Message) -> None:
+        """Control is shell on its own socket (messaging spec): its own requests are answered
+        here at once; shell requests (execute, complete, comm...) go to the worker first."""
+        if msg.msg_type not in self.control_handlers:
+            if self._interp is None and self.load_interpreter is not None:
+                self.interp  # registers the handlers of comms and the debugger
+            if msg.msg_type in self.shell_handlers and msg.msg_type not in self.control_handlers:
+                self._queue.put((0, next(self._arrival), "control", msg))
+                return
         self.dispatch(msg, "control", self.control_handlers)
 
     def on_stdin(self, msg: Message) -> None:
@@ -107,9 +119,9 @@ class Kernel:
         while True:
             if self._aborting and self._queue.empty():
                 self._aborting = False
-            msg = self._queue.get()
+            _, _, channel, msg = self._queue.get()
             try:
-                self.dispatch(msg, "shell", self.shell_handlers)
+                self.dispatch(msg, channel, self.shell_handlers)
             except BaseException:  # a late interrupt must never kill the worker
                 log.exception("shell worker survived an exception")
 
@@ -120,7 +132,7 @@ class Kernel:
             handler = table.get(msg.msg_type)
         self.publish_status("busy", msg)
         try:
-            if channel == "shell":
+            if table is self.shell_handlers:  # outputs belong to this request
                 self.publisher.parent_header = msg.header
             if handler is not None:
                 handler(msg, channel)

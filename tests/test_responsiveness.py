@@ -276,7 +276,7 @@ def test_pdb_and_debug_prompts_use_input_requests(kernel):
     msg_id = kc.execute("def f():\n    secret = 41 + 1\n    breakpoint()\n    return secret\nf()",
                         allow_stdin=True)
     prompts = _answer_prompts(kc, msg_id, ["p secret", "c"])
-    assert all("Pdb" in p for p in prompts)
+    assert all("db>" in p for p in prompts)  # ipdb> (IPython's Pdb) as on ipykernel
     assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
     msgs = collect_iopub(kc, msg_id)
     assert "42" in stdout_of(msgs)

@@ -14,11 +14,13 @@ import secrets
 import socket
 import sys
 import threading
+from contextlib import nullcontext
 
 import gevent
 
 from .cell_files import FILE_SUFFIX, HASH_SEED, cell_file_name, ensure_tmp_dir, file_prefix
 from .dap_client import DapConnection, DapError
+from ..interrupts import UserCodeTimeout
 from .pump import SuspendPump
 from .variables import (VariableExplorer, accept_variable, parse_rich_result, rich_bundle,
                         rich_expression)
@@ -32,6 +34,8 @@ KERNEL_PACKAGES = ("geokernel", "gevent", "zmq", "greenlet", "IPython", "traitle
                    "stack_data", "executing", "asttokens", "pure_eval", "pygments", "jedi",
                    "parso", "prompt_toolkit", "matplotlib_inline")
 REQUEST_TIMEOUT = 10.0
+# reprs and formatters of user values run on the control greenlet, maybe beside a parked cell
+USER_CODE_TIMEOUT = 5.0
 # answered here but only meaningful with pydevd running (the rest work before `initialize`)
 _NEEDS_DEBUGGER = frozenset({"attach", "setBreakpoints", "copyToGlobals"})
 
@@ -105,6 +109,9 @@ class DebugSession:
             if not self.started and (handler is None or command in _NEEDS_DEBUGGER):
                 return response(request, success=False, message="the debugger is not started")
             return handler(request) if handler is not None else self.forward(request)
+        except UserCodeTimeout as e:
+            log.warning("debug request %s: %s", command, e)
+            return response(request, success=False, message=str(e))
         except DapError as e:
             log.warning("debug request %s failed: %s", command, e)
             return response(request, success=False, message=str(e))
@@ -254,13 +261,21 @@ class DebugSession:
                 return response(request, {"content": f.read()})
         return response(request, {}, success=False, message="source unavailable")
 
+    def _user_code(self):
+        """Around reprs/formatters of user values (see ExecutionTick.user_code)."""
+        if self.tick is None:
+            return nullcontext()
+        return self.tick.user_code(USER_CODE_TIMEOUT)
+
     def inspect_variables(self, request: dict) -> dict:
-        return response(request, {"variables": self.explorer.inspect()})
+        with self._user_code():
+            return response(request, {"variables": self.explorer.inspect()})
 
     def variables(self, request: dict) -> dict:
         if not self.stopped_threads:  # the global namespace, without a debugger stop
             ref = (request.get("arguments") or {}).get("variablesReference", 0)
-            return response(request, {"variables": self.explorer.children(ref)})
+            with self._user_code():
+                return response(request, {"variables": self.explorer.children(ref)})
         reply = self.forward(request)
         if reply.get("success"):
             reply["body"]["variables"] = [v for v in reply["body"].get("variables", [])
@@ -274,7 +289,8 @@ class DebugSession:
             ok = name in ("special variables", "function variables")
             return response(request, {"data": {}, "metadata": {}}, success=ok)
         if not self.stopped_threads or not self.started:
-            return response(request, rich_bundle(self.shell, name))
+            with self._user_code():
+                return response(request, rich_bundle(self.shell, name))
         reply = self.dap.request("evaluate", {"expression": rich_expression(name),
                                               "frameId": args.get("frameId"),
                                               "context": "clipboard"}, REQUEST_TIMEOUT)

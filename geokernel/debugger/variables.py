@@ -8,6 +8,8 @@ import itertools
 import re
 import reprlib
 
+from ..interrupts import call_user
+
 HIDDEN = frozenset({
     "__name__", "__doc__", "__package__", "__loader__", "__spec__", "__annotations__",
     "__builtins__", "__builtin__", "__display__", "get_ipython", "debugpy", "exit", "quit",
@@ -26,7 +28,7 @@ def accept_variable(name: str) -> bool:
 
 def short_repr(value) -> str:
     try:
-        return _repr.repr(value)
+        return call_user(_repr.repr, value)  # may run user code: see ExecutionTick.user_code
     except Exception as e:  # a broken __repr__ must not break the panel
         return f"<repr failed: {type(e).__name__}>"
 
@@ -88,7 +90,7 @@ class VariableExplorer:
 
 def rich_bundle(shell, name: str) -> dict:
     """{"data", "metadata"} of a global variable, formatted by IPython's display formatter."""
-    result = shell.user_expressions({name: name})[name]
+    result = call_user(shell.user_expressions, {name: name})[name]
     if result.get("status") != "ok":
         return {"data": {}, "metadata": {}}
     data = result.get("data", {})
