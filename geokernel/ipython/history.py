@@ -22,7 +22,12 @@ class ThreadlessHistoryManager(HistoryManager):
             self._switch_to_memory_history()
         self.using_thread = False
         self.save_thread = None
-        self._instances.add(self)
+        instances = getattr(HistoryManager, "_instances", None)  # IPython >= 9 only
+        if instances is not None:
+            instances.add(self)
+        elif getattr(self, "save_flag", None) is None:
+            # IPython 8 sets this flag on every stored cell for its (absent) saving thread
+            self.save_flag = threading.Event()
 
     def _switch_to_memory_history(self) -> None:
         try:
