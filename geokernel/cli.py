@@ -107,6 +107,9 @@ def _parse_kernel_args(argv, log_level):
     parser.add_argument("--profile", help="IPython profile name (default: default)")
     parser.add_argument("--matplotlib", nargs="?", const="auto", default=None,
                         help="enable matplotlib integration (default backend: inline)")
+    parser.add_argument("-c", dest="code", help="code to run at start-up (after the profile's)")
+    parser.add_argument("-m", dest="module", help="module to run at start-up")
+    parser.add_argument("--ext", action="append", help="IPython extension to load (repeatable)")
     args, rest = parser.parse_known_args(argv)
     config_args, unknown = [], []
     i = 0
@@ -135,7 +138,8 @@ def _parse_kernel_args(argv, log_level):
         if not os.path.isdir(os.path.join(ipython_dir, f"profile_{args.profile}")):
             parser.error(f"argument --profile: profile {args.profile!r} not found in {ipython_dir}")
     options = {"profile_dir": args.profile_dir, "profile": args.profile,
-               "matplotlib": args.matplotlib, "config_args": config_args}
+               "matplotlib": args.matplotlib, "code": args.code, "module": args.module,
+               "ext": args.ext, "config_args": config_args}
     return args, options
 
 

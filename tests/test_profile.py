@@ -49,6 +49,8 @@ def profile(tmp_path_factory):
     ext.mkdir()
     (ext / "geokernel_test_ext.py").write_text(
         "def load_ipython_extension(ip):\n    ip.user_ns['ext_loaded'] = ip.__class__.__name__\n")
+    (ext / "geokernel_test_ext3.py").write_text(
+        "def load_ipython_extension(ip):\n    ip.user_ns['ext3_loaded'] = True\n")
     (ext / "geokernel_test_ext2.py").write_text(
         "def load_ipython_extension(ip):\n    ip.user_ns['ext2_loaded'] = True\n")
     return prof, ext
@@ -62,6 +64,8 @@ def profiled(profile):
         "--InteractiveShell.ast_node_interactivity=all",
         "--HistoryManager.hist_file=:memory:",  # what nbclient passes to Python kernels
         "--matplotlib=inline",
+        "-c", "cli_code = startup_value + '!'",  # IPKernelApp's code_to_run, after exec_lines
+        "--ext", "geokernel_test_ext3",
     ], env={"PYTHONPATH": str(ext)})
     yield km, kc
     stop_kernel(km, kc)
@@ -77,6 +81,12 @@ def test_startup_output_is_not_in_the_first_cell(profiled):
     _, kc = profiled
     reply, msgs = execute(kc, "print('cell')")
     assert stdout_of(msgs) == "cell\n"
+
+
+def test_default_kernel_imports_no_matplotlib(kernel):
+    """Loading the (default) profile must not import matplotlib when nothing asks for it."""
+    _, kc = kernel
+    assert value(kc, "'matplotlib' in __import__('sys').modules") == "False"
 
 
 def test_profile_folder_and_config_files(profiled, profile):
@@ -95,6 +105,7 @@ def test_extensions_load_with_storemagic(profiled):
     _, kc = profiled
     assert value(kc, "ext_loaded") == repr("KernelShell")
     assert value(kc, "ext2_loaded") == "True"
+    assert value(kc, "ext3_loaded") == "True"  # --ext
     assert value(kc, "'store' in get_ipython().magics_manager.magics['line']") == "True"
     reply, _ = execute(kc, "stored_x = 5\n%store stored_x")
     assert reply["content"]["status"] == "ok"
@@ -125,6 +136,9 @@ def test_startup_names_are_hidden_from_who(profiled):
     reply, msgs = execute(kc, "visible_name = 1\n%who")
     shown = stdout_of(msgs).split()
     assert "visible_name" in shown and "startup_value" not in shown
+    # code_to_run (-c) runs after the start-up names are hidden, as in IPython
+    assert "cli_code" in shown
+    assert value(kc, "cli_code") == repr("from startup!")
 
 
 def test_named_profile_in_ipython_dir(tmp_path):

@@ -2,7 +2,8 @@
 `--profile`, default "default"), its `ipython_config` and `ipython_kernel_config` (.py and
 .json) with command-line `--Section.trait=value` options on top, then, once the shell exists,
 the start-up actions in IPKernelApp's order: matplotlib, extensions (storemagic always),
-PYTHONSTARTUP and `startup/` files, `exec_lines`, `exec_files`.
+PYTHONSTARTUP and `startup/` files, `exec_lines`, `exec_files`, `code_to_run` / `file_to_run` /
+`module_to_run`.
 
 Runs when the interpreter loads (after the first kernel_info reply), never on the launcher's
 fast path. Our own code reads the app-level settings from the Config; the classes of IPython
@@ -105,8 +106,13 @@ def load_profile(options: dict | None = None) -> KernelProfile:
     profile_dir = find_profile_dir(options.get("profile_dir"), options.get("profile"))
     config = _load_files([profile_dir.location, *ENV_CONFIG_DIRS, *SYSTEM_CONFIG_DIRS])
     config.merge(command_line_config(options.get("config_args")))
-    if options.get("matplotlib") is not None:
-        config.InteractiveShellApp.matplotlib = options["matplotlib"]
+    # IPKernelApp's short options (aliases of InteractiveShellApp settings)
+    for key, trait in (("matplotlib", "matplotlib"), ("code", "code_to_run"),
+                       ("module", "module_to_run")):
+        if options.get(key) is not None:
+            config.IPKernelApp[trait] = options[key]
+    if options.get("ext"):
+        config.IPKernelApp.extra_extensions = list(options["ext"])
     config.ProfileDir.location = profile_dir.location
     return KernelProfile(profile_dir, config, _app_settings(config))
 
@@ -139,8 +145,30 @@ def run_startup(shell, profile: KernelProfile) -> None:
         _exec_file(shell, profile, fname)
     if profile.get("hide_initial_ns"):
         shell.user_ns_hidden.update(shell.user_ns)  # %who does not list start-up names
+    _run_command_line_code(shell, profile)  # after hiding: %who lists what these define
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def _run_command_line_code(shell, profile) -> None:
+    """code_to_run (-c), else file_to_run, then module_to_run, as InteractiveShellApp runs them."""
+    if profile.get("code_to_run"):
+        try:
+            shell.run_cell(profile.get("code_to_run"), store_history=False)
+        except Exception:
+            log.warning("error in code_to_run")
+            shell.showtraceback()
+    elif profile.get("file_to_run"):
+        fname = profile.get("file_to_run")
+        if os.path.isdir(fname):
+            fname = os.path.join(fname, "__main__.py")
+        _exec_file(shell, profile, fname)
+    if profile.get("module_to_run"):
+        try:
+            shell.safe_run_module(profile.get("module_to_run"), shell.user_ns)
+        except Exception:
+            log.warning("error running module %s", profile.get("module_to_run"))
+            shell.showtraceback()
 
 
 def _enable_matplotlib(shell, profile) -> None:
