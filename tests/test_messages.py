@@ -257,6 +257,11 @@ def test_notebook_magic_exports_cell_output(fresh_kernel, tmp_path):
     cells = json.loads(target.read_text())["cells"]
     cell = next(c for c in cells if "".join(c["source"]) == code)
     streams = [(o["name"], "".join(o["text"])) for o in cell["outputs"] if o["output_type"] == "stream"]
+    import IPython
+
+    if IPython.version_info[0] < 9:  # IPython 8 keeps no cell output for %notebook (ipykernel neither)
+        assert streams == []
+        return
     assert streams == [("stdout", "out 1\n"), ("stderr", "err 2\n"), ("stdout", "out 3\n")]
 
 

@@ -36,7 +36,12 @@ class ThreadlessHistoryManager(HistoryManager):
         self._failures = 0
         self._warned = False
         self._no_busy_wait()
-        self._instances.add(self)
+        instances = getattr(HistoryManager, "_instances", None)  # IPython >= 9 only
+        if instances is not None:
+            instances.add(self)
+        elif getattr(self, "save_flag", None) is None:
+            # IPython 8 sets this flag on every stored cell for its (absent) saving thread
+            self.save_flag = threading.Event()
 
     def _no_busy_wait(self) -> None:
         # after the session row is in: a locked database fails at once instead of blocking the

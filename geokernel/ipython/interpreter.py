@@ -17,9 +17,12 @@ from . import info
 from .shell import KernelShell, run_async_cell
 
 class IPythonInterpreter(Interpreter):
-    def __init__(self, publisher, request_input=None, kernel=None):
+    def __init__(self, publisher, request_input=None, kernel=None, profile=None):
         super().__init__(publisher, request_input)
-        self.shell = KernelShell.instance(output=self, kernel=kernel)
+        # profile: a geokernel.ipython.profile.KernelProfile (its config and folder)
+        extra = {} if profile is None else {"config": profile.config,
+                                            "profile_dir": profile.profile_dir}
+        self.shell = KernelShell.instance(output=self, kernel=kernel, **extra)
         self.shell.loop_runner = run_async_cell
         # repeating + again() + stop in the callback = a one-shot that can be re-armed (libev
         # fires a re-started one-shot timer at once: that was a SQLite commit after every cell)
