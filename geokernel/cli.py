@@ -40,6 +40,8 @@ def main(argv=None) -> None:
         from .bench import main as bench_main  # imported only for this subcommand
 
         return bench_main(argv[1:])
+    if argv and argv[0] == "launch":  # Enterprise Gateway's remote launcher protocol
+        return __import__("geokernel.launcher", fromlist=["main"]).main(argv[1:])
     log_level = os.environ.get("GEOKERNEL_LOG_LEVEL", "WARNING")
     connection_file = _connection_file_only(argv)
     if connection_file is not None:
@@ -99,7 +101,7 @@ def _watch_parent() -> None:
             pass
 
 
-def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
+def run_kernel(connection_file: str, log_level: str = "WARNING", watch_parent: bool = True) -> None:
     t0 = time.perf_counter()
     # log to the launcher's stderr, kept on its own descriptor before fd 2 is captured
     log_stream = os.fdopen(os.dup(2), "w", buffering=1)
@@ -132,7 +134,8 @@ def run_kernel(connection_file: str, log_level: str = "WARNING") -> None:
         transport.bind()
     except TransportError as e:
         _fail(str(e))
-    _watch_parent()
+    if watch_parent:
+        _watch_parent()
     _process_setup()
 
     from .iopub import Publisher
