@@ -36,6 +36,7 @@ import pytest
 
 pytestmark = pytest.mark.eg
 
+PORT_RANGE = (40000, 49999)  # EG passes it to the launcher as --port-range
 HOST = "127.0.0.2"  # loopback, but not "local" to EG: the kernel really starts over SSH
 REPO = Path(__file__).resolve().parent.parent
 EG_VERSION = "3.3.0"
@@ -158,7 +159,8 @@ class Gateway:
                    JUPYTER_RUNTIME_DIR=str(folder / "runtime"), JUPYTER_CONFIG_DIR=str(folder / "config"),
                    EG_REMOTE_HOSTS=HOST, EG_SSH_PORT=str(sshd.port), EG_REMOTE_USER=sshd.user,
                    EG_RESPONSE_IP="127.0.0.1", EG_RESPONSE_PORT=str(_free_port()),
-                   EG_KERNEL_LOG_DIR=str(self.kernel_logs), EG_KERNEL_LAUNCH_TIMEOUT="60")
+                   EG_KERNEL_LOG_DIR=str(self.kernel_logs), EG_KERNEL_LAUNCH_TIMEOUT="60",
+                   EG_PORT_RANGE="%d..%d" % PORT_RANGE)
         self.log = open(folder / "eg.log", "wb")
         self.proc = subprocess.Popen(
             [str(venv / "bin" / "jupyter-enterprisegateway"), "--ip=127.0.0.1", f"--port={self.port}",
@@ -298,6 +300,11 @@ def _lifecycle(gw: Gateway, name: str) -> tuple[dict, list[int]]:
     pids.append(pid)
     if name.startswith("geokernel"):
         assert threads == 1  # the launcher's listener is a greenlet, not a thread
+    # the 5 kernel ports and the comm port, all inside EG's port range
+    reply, msgs = ch.execute("import psutil\nprint(*sorted(c.laddr.port for c in "
+                             "psutil.Process().net_connections('tcp') if c.status == 'LISTEN'))")
+    ports = [int(p) for p in _stdout(msgs).split()]
+    assert len(ports) >= 6 and all(PORT_RANGE[0] <= p <= PORT_RANGE[1] for p in ports), ports
     reply, msgs = ch.execute("x")
     results = [m for m in msgs if m["msg_type"] == "execute_result"]
     assert results and results[0]["content"]["data"]["text/plain"] == "42"
