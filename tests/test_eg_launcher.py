@@ -40,42 +40,55 @@ def _send_comm(port: int, request: dict) -> None:
         s.send(json.dumps(request).encode())
 
 
+class Launched:
+    """`geokernel launch` in a subprocess, answering a stand-in for EG's response socket."""
+
+    def __init__(self, kernel_id="0e6b2f1c-0000-4000-8000-000000000015"):
+        self.kernel_id = kernel_id
+        private_key = RSA.generate(1024)
+        public_b64 = base64.b64encode(private_key.publickey().export_key(format="DER")).decode()
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(60)
+        self.kc = None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "geokernel", "launch", "--RemoteProcessProxy.kernel-id", kernel_id,
+             "--RemoteProcessProxy.response-address", f"127.0.0.1:{server.getsockname()[1]}",
+             "--RemoteProcessProxy.public-key", public_b64, "--RemoteProcessProxy.port-range", "0..0",
+             "--RemoteProcessProxy.spark-context-initialization-mode", "none", "--ip", "127.0.0.1"],
+            stdin=subprocess.DEVNULL)
+        try:
+            conn, _ = server.accept()
+            data = b""
+            with conn:
+                while chunk := conn.recv(1024):
+                    data += chunk
+            self.info = _decrypt(data, private_key)
+            self.kc = BlockingKernelClient()
+            self.kc.load_connection_info({k: v for k, v in self.info.items()
+                                          if k not in ("pid", "pgid", "comm_port", "kernel_id")})
+            self.kc.start_channels()
+            self.kc.wait_for_ready(timeout=60)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            server.close()
+
+    def close(self):
+        if self.kc is not None:
+            self.kc.stop_channels()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
 @pytest.fixture(scope="module")
 def launched():
-    private_key = RSA.generate(1024)
-    public_b64 = base64.b64encode(private_key.publickey().export_key(format="DER")).decode()
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(60)
-    kernel_id = "0e6b2f1c-0000-4000-8000-000000000015"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "geokernel", "launch", "--RemoteProcessProxy.kernel-id", kernel_id,
-         "--RemoteProcessProxy.response-address", f"127.0.0.1:{server.getsockname()[1]}",
-         "--RemoteProcessProxy.public-key", public_b64, "--RemoteProcessProxy.port-range", "0..0",
-         "--RemoteProcessProxy.spark-context-initialization-mode", "none", "--ip", "127.0.0.1"],
-        stdin=subprocess.DEVNULL)
-    kc = None
-    try:
-        conn, _ = server.accept()
-        data = b""
-        with conn:
-            while chunk := conn.recv(1024):
-                data += chunk
-        info = _decrypt(data, private_key)
-        kc = BlockingKernelClient()
-        kc.load_connection_info({k: v for k, v in info.items()
-                                 if k not in ("pid", "pgid", "comm_port", "kernel_id")})
-        kc.start_channels()
-        kc.wait_for_ready(timeout=60)
-        yield proc, kc, info, kernel_id
-    finally:
-        server.close()
-        if kc is not None:
-            kc.stop_channels()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+    k = Launched()
+    yield k.proc, k.kc, k.info, k.kernel_id
+    k.close()
 
 
 def _run(kc, code, timeout=30):
@@ -149,6 +162,42 @@ def test_comm_port_shutdown_ends_the_kernel(launched):
     assert proc.wait(20) == 0
     with pytest.raises(ConnectionRefusedError):  # EG reads a refused comm port as "gone"
         _send_comm(info["comm_port"], {"signum": 0})
+
+
+def test_comm_port_sigkill_ends_the_process_at_once():
+    k = Launched("0e6b2f1c-0000-4000-8000-000000000009")
+    try:
+        _send_comm(k.info["comm_port"], {"signum": 9})
+        assert k.proc.wait(20) in (-9, 137)
+    finally:
+        k.close()
+
+
+def test_without_response_address_the_connection_file_is_kept_and_works(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "geokernel", "launch", "--kernel-id", "pull-1",
+                             "--public-key", "unused", "--ip", "127.0.0.1"],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    kc = None
+    try:
+        line = proc.stderr.readline()
+        assert line.startswith("geokernel launch: connection file ")
+        path = line.split("connection file ", 1)[1].strip()
+        kc = BlockingKernelClient(connection_file=path)
+        kc.load_connection_file()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        reply, msgs = _run(kc, "print(6 * 7)")
+        assert _stdout(msgs) == "42\n"
+        kc.shutdown()
+        assert proc.wait(20) == 0
+        os.remove(path)
+        os.rmdir(os.path.dirname(path))
+    finally:
+        if kc is not None:
+            kc.stop_channels()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
 
 
 def test_options_accept_both_spellings_and_reject_bad_input():

@@ -50,18 +50,24 @@ def launch(opts) -> None:
 
     ports = select_ports(5, opts.ip, opts.port_range)
     path = _write_connection_file(opts, ports, str(uuid.uuid4()))
-    comm = CommListener(bind_socket(opts.ip, opts.port_range, factory=gevent.socket.socket),
-                        # the kernel has read the file by the hub's first turn: no key left on disk
-                        on_first_turn=lambda: _remove(path))
-    comm.start()
     if opts.response_address:
         import json
 
+        comm = CommListener(bind_socket(opts.ip, opts.port_range, factory=gevent.socket.socket),
+                            # the kernel has read the file by the hub's first turn: no key left
+                            on_first_turn=lambda: _remove(path))
+        comm.start()
         with open(path, encoding="utf-8") as f:
             info = json.load(f)
         info.update(pid=os.getpid(), pgid=os.getpgid(0), comm_port=comm.port,
                     kernel_id=opts.kernel_id)
-        response.send(opts.response_address, response.encrypt(info, opts.public_key))
+        try:
+            response.send(opts.response_address, response.encrypt(info, opts.public_key))
+        except response.ResponseError:
+            _remove(path)
+            raise
+    else:  # EG's "pull" mode: whoever started us reads the file; no comm port (as EG's launcher)
+        sys.stderr.write(f"geokernel launch: connection file {path}\n")
     # the launching shell (ssh's `nohup ... &`) exits at once: no parent watch
     run_kernel(path, opts.log_level, watch_parent=False)
 

@@ -116,4 +116,6 @@ class CommListener:
         signum = int(signum)
         if signum:  # 0 is EG's liveness poll (every few seconds): not worth a log line
             log.info("comm port: signal %d", signum)
+        if signum == signal.SIGKILL and self.pid == os.getpid():
+            os._exit(128 + signum)  # as PID 1 of a container a self-SIGKILL would be ignored
         os.kill(self.pid, signum)
