@@ -20,6 +20,7 @@ log = logging.getLogger("geokernel")
 SUBCOMMANDS = {
     "install": "install the geokernel kernelspec (geokernel install --help)",
     "bench": "compare kernels side by side (geokernel bench --help)",
+    "launch": "Enterprise Gateway launcher: start a remote kernel (geokernel launch --help)",
 }
 ENV_CHOICES = {"GEOKERNEL_TRANSPORT": ("zmtp", "zmq")}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -79,6 +80,8 @@ def main(argv=None) -> None:
         from .bench import main as bench_main  # imported only for this subcommand
 
         return bench_main(argv[1:])
+    if argv and argv[0] == "launch":  # Enterprise Gateway's remote launcher protocol
+        return __import__("geokernel.launcher", fromlist=["main"]).main(argv[1:])
     if argv == ["--version"]:
         from . import __version__
 
@@ -194,8 +197,10 @@ def _setup_logging(log_level: str) -> None:
         logger.setLevel(logging.WARNING)
 
 
-def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict | None = None) -> None:
-    """options: the IPython profile options (see _parse_kernel_args), applied when IPython loads."""
+def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict | None = None,
+               watch_parent: bool = True) -> None:
+    """options: the IPython profile options (see _parse_kernel_args), applied when IPython loads;
+    watch_parent: exit when the launching process dies (off for `geokernel launch`)."""
     t0 = time.perf_counter()
     _setup_logging(log_level)
     from .connection import ConnectionFileError, load_connection_file
@@ -225,7 +230,8 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
         transport.bind()
     except TransportError as e:
         _fail(str(e))
-    _watch_parent()
+    if watch_parent:
+        _watch_parent()
     _process_setup()
 
     from .iopub import Publisher
