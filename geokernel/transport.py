@@ -13,7 +13,7 @@ import zmq.green as zmqg
 
 from .connection import ConnectionInfo
 from .message import Message
-from .transport_base import ChannelDispatch
+from .transport_base import ChannelDispatch, limited
 from .wire import Codec
 # defined in a zmq-free module so the zmtp transport raises the same class without zmq
 from .zmtp.errors import TransportError  # noqa: F401
@@ -59,14 +59,16 @@ class Transport(ChannelDispatch):
         self.greenlets.append(gevent.spawn(self._serve_heartbeat))
 
     def send(self, channel: str, msg: Message) -> None:
-        frames = self.codec.serialize(msg)
         sock = self.sockets.get(channel)
         if sock is None:
+            return
+        frames = self.encode(channel, msg)
+        if frames is None:
             return
         try:
             sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=len(frames) > 6)
         except zmq.ZMQError as e:  # EAGAIN at the high-water mark, or a closed socket
-            log.warning("dropped %s message on %s: %s", msg.msg_type, channel, e)
+            limited.warning("hwm:" + channel, "dropped %s message on %s: %s", msg.msg_type, channel, e)
 
     def term(self) -> None:
         self.ctx.term()  # waits (up to linger) for the last replies to leave
@@ -80,13 +82,10 @@ class Transport(ChannelDispatch):
 
     def _serve_router(self, name: str) -> None:
         sock = self.sockets[name]
-        while True:
-            self.deliver(name, sock.recv_multipart(copy=True))
+        self.serve(name, lambda: sock.recv_multipart(copy=True))
 
     def _serve_iopub(self) -> None:
-        sock = self.sockets["iopub"]
-        while True:
-            self.subscription_event(sock.recv())
+        self.serve("iopub", self.sockets["iopub"].recv, self.subscription_event)
 
     def _serve_heartbeat(self) -> None:
         sock = self.sockets["hb"]

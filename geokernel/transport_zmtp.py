@@ -15,7 +15,7 @@ import gevent
 
 from .connection import ConnectionInfo
 from .message import Message
-from .transport_base import ChannelDispatch
+from .transport_base import ChannelDispatch, limited
 from .wire import Codec
 from .zmtp.errors import TransportError
 from .zmtp.sockets import RepSocket, RouterSocket, XPubSocket
@@ -67,8 +67,10 @@ class ZmtpTransport(ChannelDispatch):
         sock = self.sockets.get(channel)
         if sock is None:
             return
-        if sock.send(self.codec.serialize(msg)) is False:
-            log.warning("dropped %s message on %s: high-water mark reached", msg.msg_type, channel)
+        frames = self.encode(channel, msg)
+        if frames is not None and sock.send(frames) is False:
+            limited.warning("hwm:" + channel, "dropped %s message on %s: high-water mark reached",
+                            msg.msg_type, channel)
 
     def close(self) -> None:
         """Stop serving; queued messages keep flushing until term() (or forever, briefly)."""
@@ -88,11 +90,7 @@ class ZmtpTransport(ChannelDispatch):
         self._closed.clear()
 
     def _serve_router(self, name: str) -> None:
-        sock = self.sockets[name]
-        while True:
-            self.deliver(name, sock.recv())
+        self.serve(name, self.sockets[name].recv)
 
     def _serve_iopub(self) -> None:
-        sock = self.sockets["iopub"]
-        while True:
-            self.subscription_event(sock.recv())
+        self.serve("iopub", self.sockets["iopub"].recv, self.subscription_event)
