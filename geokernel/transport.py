@@ -15,6 +15,7 @@ from .connection import ConnectionInfo
 from .message import Message
 from .transport_base import ChannelDispatch, limited
 from .wire import Codec
+from .zmtp.ratelog import TokenBucket
 # defined in a zmq-free module so the zmtp transport raises the same class without zmq
 from .zmtp.errors import TransportError  # noqa: F401
 
@@ -32,6 +33,8 @@ class Transport(ChannelDispatch):
         # on_shell/on_control/on_stdin are set by whoever assembles the kernel
         self.handlers: dict = {}
         self.critical = None  # optional context manager guarding sends from the tick
+        # a subscription flood must not become a welcome flood to every client
+        self.welcome_limiter = TokenBucket(burst=32, rate=8.0)
 
     def bind(self) -> None:
         kinds = {"shell": zmq.ROUTER, "control": zmq.ROUTER, "stdin": zmq.ROUTER,

@@ -20,6 +20,9 @@ class ChannelDispatch:
     codec = None  # wire.Codec
     session = ""
     handlers: dict  # channel name -> callable(Message), set by whoever assembles the kernel
+    # a TokenBucket for iopub_welcome where the socket cannot limit them per peer (libzmq's
+    # XPUB reports every subscription of every peer); None: the socket already limits them
+    welcome_limiter = None
 
     def deliver(self, channel: str, frames) -> None:
         """Decode one received message and hand it on; bad input is logged and dropped."""
@@ -63,6 +66,9 @@ class ChannelDispatch:
 
     def subscription_event(self, event: bytes) -> None:
         if event[:1] == b"\x01":  # a new subscription: welcome it (JEP 65)
+            if self.welcome_limiter is not None and not self.welcome_limiter.take():
+                limited.warning("welcome", "not welcoming an iopub subscription: too many")
+                return
             topic = event[1:].decode("utf-8", "replace")
             header = make_header("iopub_welcome", self.session)
             self.send("iopub", Message(header, content={"subscription": topic}))

@@ -18,6 +18,7 @@ from .message import Message
 from .transport_base import ChannelDispatch, limited
 from .wire import Codec
 from .zmtp.errors import TransportError
+from .zmtp.limits import Limits
 from .zmtp.sockets import RepSocket, RouterSocket, XPubSocket
 
 log = logging.getLogger("geokernel.transport")
@@ -28,8 +29,9 @@ LINGER = 1.0  # seconds term() waits for queued messages to leave (zmq transport
 
 
 class ZmtpTransport(ChannelDispatch):
-    def __init__(self, info: ConnectionInfo, codec: Codec, session: str):
+    def __init__(self, info: ConnectionInfo, codec: Codec, session: str, limits: Limits | None = None):
         self.info = info
+        self.limits = limits  # zmtp.limits.Limits of every socket (None: the documented defaults)
         self.codec = codec
         self.session = session
         self.ctx = None  # no zmq context: see term()
@@ -44,7 +46,7 @@ class ZmtpTransport(ChannelDispatch):
         kinds = {"shell": RouterSocket, "control": RouterSocket, "stdin": RouterSocket,
                  "iopub": XPubSocket, "hb": RepSocket}
         for name, kind in kinds.items():
-            sock = kind(name)
+            sock = kind(name, limits=self.limits)
             url = self.info.url(name)
             try:
                 sock.bind(url)

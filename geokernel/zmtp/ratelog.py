@@ -38,3 +38,22 @@ class RateLimitedLog:
 
     def exception(self, key: str, msg: str, *args) -> bool:
         return self.log(logging.ERROR, key, msg, *args, exc_info=True)
+
+
+class TokenBucket:
+    """`burst` events at once, refilled at `rate` per second."""
+
+    def __init__(self, burst: int, rate: float):
+        self.burst = burst
+        self.rate = rate
+        self.tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(float(self.burst), self.tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
