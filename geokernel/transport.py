@@ -71,7 +71,7 @@ class Transport(ChannelDispatch):
         try:
             sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=len(frames) > 6)
         except zmq.ZMQError as e:  # EAGAIN at the high-water mark, or a closed socket
-            limited.warning("hwm:" + channel, "dropped %s message on %s: %s", msg.msg_type, channel, e)
+            limited.warning("hwm:" + channel, "dropped %s message on %s: %s", msg.msg_type, channel, str(e))
 
     def term(self) -> None:
         self.ctx.term()  # waits (up to linger) for the last replies to leave

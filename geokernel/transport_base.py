@@ -29,11 +29,11 @@ class ChannelDispatch:
         try:
             msg = self.codec.deserialize(frames)
         except WireError as e:
-            limited.warning("drop:" + channel, "dropped a message on %s: %s", channel, e)
+            limited.warning("drop:" + channel, "dropped a message on %s: %s", channel, str(e))
             return
         except Exception as e:  # MemoryError, or a bug in the codec: still only this message
             limited.warning("decode:" + channel, "dropped a message on %s: cannot decode it (%s: %s)",
-                            channel, type(e).__name__, e)
+                            channel, type(e).__name__, str(e))
             return
         handler = self.handlers.get(channel)
         if handler is None:

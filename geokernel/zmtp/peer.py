@@ -144,13 +144,14 @@ class Peer:
         except GreenletExit:
             return
         except ProtocolError as e:
-            limited.warning("protocol:" + owner.name, "%s: closing connection: %s", owner.name, e)
+            limited.warning("protocol:" + owner.name, "%s: closing connection: %s", owner.name,
+                            str(e))  # str: a kept log record must not hold the traceback
             self._enqueue(conn.data_to_send())  # an ERROR command, if any
             self.conn.close()
             self.shutdown()
             return
         except OSError as e:
-            log.debug("%s: read error: %s", owner.name, e)
+            log.debug("%s: read error: %s", owner.name, str(e))
         except Exception:
             limited.exception("read:" + owner.name, "%s: error while receiving", owner.name)
         self.close()
@@ -173,7 +174,7 @@ class Peer:
         except GreenletExit:
             return
         except OSError as e:
-            log.debug("%s: write error: %s", self.owner.name, e)
+            log.debug("%s: write error: %s", self.owner.name, str(e))
         self.close()
 
     def _cancel_timer(self) -> None:

@@ -130,7 +130,7 @@ class ServerSocket:
                 sock, _ = lsock.accept()
             except OSError as e:
                 limited.warning("accept:" + self.name, "%s: accept failed: %s (retrying in %.2f s)",
-                                self.name, e, delay)
+                                self.name, str(e), delay)
                 gevent.sleep(delay)
                 delay = min(delay * 2, limits.accept_backoff_max)
                 continue
