@@ -42,6 +42,14 @@ class Transport(ChannelDispatch):
         for name, kind in kinds.items():
             sock = self.ctx.socket(kind)
             sock.linger = 1000
+            if self.info.curve_secretkey is not None:  # CurveZMQ server, as ipykernel 7.3+
+                if not zmq.has("curve"):
+                    self.close()
+                    raise TransportError("the connection file asks for CurveZMQ encryption, but "
+                                         "this libzmq has no CURVE support")
+                sock.curve_secretkey = self.info.curve_secretkey
+                sock.curve_publickey = self.info.curve_publickey
+                sock.curve_server = True
             if kind == zmq.ROUTER:
                 sock.router_handover = 1  # a reconnecting client with the same identity wins
             if kind == zmq.XPUB:

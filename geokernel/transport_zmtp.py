@@ -46,7 +46,7 @@ class ZmtpTransport(ChannelDispatch):
         kinds = {"shell": RouterSocket, "control": RouterSocket, "stdin": RouterSocket,
                  "iopub": XPubSocket, "hb": RepSocket}
         for name, kind in kinds.items():
-            sock = kind(name, limits=self.limits)
+            sock = kind(name, limits=self.limits, mechanism_factory=self._mechanism(kind.socket_type))
             url = self.info.url(name)
             try:
                 sock.bind(url)
@@ -56,6 +56,21 @@ class ZmtpTransport(ChannelDispatch):
                 reason = e.strerror or str(e)
                 raise TransportError(f"cannot bind {name} channel to {url}: {reason}") from None
             self.sockets[name] = sock
+
+    def _mechanism(self, socket_type: str):
+        """A factory of CurveZMQ mechanisms when the connection file has keys, else None (NULL)."""
+        if self.info.curve_secretkey is None:
+            return None
+        try:
+            from .zmtp.curve import CurveServer, load_key
+        except ImportError:
+            raise TransportError("the connection file asks for CurveZMQ encryption, which needs "
+                                 "PyNaCl: pip install pynacl") from None
+        try:
+            public, secret = load_key(self.info.curve_publickey), load_key(self.info.curve_secretkey)
+        except ValueError as e:
+            raise TransportError(f"bad CURVE key in the connection file: {e}") from None
+        return lambda: CurveServer(public, secret, socket_type)
 
     def start(self) -> None:
         for sock in self.sockets.values():
