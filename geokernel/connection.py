@@ -11,8 +11,12 @@ class ConnectionFileError(Exception):
     """The connection file is missing, unreadable or malformed (one-line message)."""
 
 
-class ConnectionInfo(namedtuple("ConnectionInfo", "transport ip ports key signature_scheme")):
-    """What the kernel needs from the file (a namedtuple: dataclasses costs start-up time)."""
+class ConnectionInfo(namedtuple("ConnectionInfo",
+                                "transport ip ports key signature_scheme curve_publickey curve_secretkey",
+                                defaults=(None, None))):
+    """What the kernel needs from the file (a namedtuple: dataclasses costs start-up time).
+    curve_publickey/curve_secretkey: the kernel's CurveZMQ keypair as Z85 bytes (jupyter_client
+    8.9+ writes them with transport_encryption), or None: no encryption."""
 
     __slots__ = ()
 
@@ -50,4 +54,10 @@ def load_connection_file(path: str) -> ConnectionInfo:
     scheme = raw.get("signature_scheme", "hmac-sha256")
     if not isinstance(ip, str) or not isinstance(key, str) or not isinstance(scheme, str):
         raise ConnectionFileError(f"connection file {path}: ip, key and signature_scheme must be strings")
-    return ConnectionInfo(transport, ip, ports, key.encode("utf-8"), scheme)
+    curve = [raw.get("curve_publickey"), raw.get("curve_secretkey")]
+    if any(k is not None for k in curve):
+        if not all(isinstance(k, str) and len(k) == 40 for k in curve):
+            raise ConnectionFileError(f"connection file {path}: curve_publickey and curve_secretkey "
+                                      "must both be 40-character Z85 keys")
+        curve = [k.encode("ascii") for k in curve]
+    return ConnectionInfo(transport, ip, ports, key.encode("utf-8"), scheme, *curve)

@@ -42,7 +42,8 @@ def kernel_dict(display_name: str = DISPLAY_NAME, executable: str | None = None)
         "language": "python",
         # SIGINT reaches a cell even inside a blocking C call that checks signals
         "interrupt_mode": "signal",
-        "metadata": {"debugger": True},  # JupyterLab shows its debugger
+        # JupyterLab shows its debugger; CurveZMQ for transport_encryption (jupyter_client 8.9+)
+        "metadata": {"debugger": True, "supported_encryption": ["curve"]},
     }
 
 

@@ -13,8 +13,9 @@ import zmq.green as zmqg
 
 from .connection import ConnectionInfo
 from .message import Message
-from .transport_base import ChannelDispatch
+from .transport_base import ChannelDispatch, limited
 from .wire import Codec
+from .zmtp.ratelog import TokenBucket
 # defined in a zmq-free module so the zmtp transport raises the same class without zmq
 from .zmtp.errors import TransportError  # noqa: F401
 
@@ -32,6 +33,8 @@ class Transport(ChannelDispatch):
         # on_shell/on_control/on_stdin are set by whoever assembles the kernel
         self.handlers: dict = {}
         self.critical = None  # optional context manager guarding sends from the tick
+        # a subscription flood must not become a welcome flood to every client
+        self.welcome_limiter = TokenBucket(burst=32, rate=8.0)
 
     def bind(self) -> None:
         kinds = {"shell": zmq.ROUTER, "control": zmq.ROUTER, "stdin": zmq.ROUTER,
@@ -39,6 +42,14 @@ class Transport(ChannelDispatch):
         for name, kind in kinds.items():
             sock = self.ctx.socket(kind)
             sock.linger = 1000
+            if self.info.curve_secretkey is not None:  # CurveZMQ server, as ipykernel 7.3+
+                if not zmq.has("curve"):
+                    self.close()
+                    raise TransportError("the connection file asks for CurveZMQ encryption, but "
+                                         "this libzmq has no CURVE support")
+                sock.curve_secretkey = self.info.curve_secretkey
+                sock.curve_publickey = self.info.curve_publickey
+                sock.curve_server = True
             if kind == zmq.ROUTER:
                 sock.router_handover = 1  # a reconnecting client with the same identity wins
             if kind == zmq.XPUB:
@@ -59,14 +70,16 @@ class Transport(ChannelDispatch):
         self.greenlets.append(gevent.spawn(self._serve_heartbeat))
 
     def send(self, channel: str, msg: Message) -> None:
-        frames = self.codec.serialize(msg)
         sock = self.sockets.get(channel)
         if sock is None:
+            return
+        frames = self.encode(channel, msg)
+        if frames is None:
             return
         try:
             sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=len(frames) > 6)
         except zmq.ZMQError as e:  # EAGAIN at the high-water mark, or a closed socket
-            log.warning("dropped %s message on %s: %s", msg.msg_type, channel, e)
+            limited.warning("hwm:" + channel, "dropped %s message on %s: %s", msg.msg_type, channel, str(e))
 
     def term(self) -> None:
         self.ctx.term()  # waits (up to linger) for the last replies to leave
@@ -80,13 +93,10 @@ class Transport(ChannelDispatch):
 
     def _serve_router(self, name: str) -> None:
         sock = self.sockets[name]
-        while True:
-            self.deliver(name, sock.recv_multipart(copy=True))
+        self.serve(name, lambda: sock.recv_multipart(copy=True))
 
     def _serve_iopub(self) -> None:
-        sock = self.sockets["iopub"]
-        while True:
-            self.subscription_event(sock.recv())
+        self.serve("iopub", self.sockets["iopub"].recv, self.subscription_event)
 
     def _serve_heartbeat(self) -> None:
         sock = self.sockets["hb"]

@@ -15,9 +15,10 @@ import gevent
 
 from .connection import ConnectionInfo
 from .message import Message
-from .transport_base import ChannelDispatch
+from .transport_base import ChannelDispatch, limited
 from .wire import Codec
 from .zmtp.errors import TransportError
+from .zmtp.limits import Limits
 from .zmtp.sockets import RepSocket, RouterSocket, XPubSocket
 
 log = logging.getLogger("geokernel.transport")
@@ -28,8 +29,9 @@ LINGER = 1.0  # seconds term() waits for queued messages to leave (zmq transport
 
 
 class ZmtpTransport(ChannelDispatch):
-    def __init__(self, info: ConnectionInfo, codec: Codec, session: str):
+    def __init__(self, info: ConnectionInfo, codec: Codec, session: str, limits: Limits | None = None):
         self.info = info
+        self.limits = limits  # zmtp.limits.Limits of every socket (None: the documented defaults)
         self.codec = codec
         self.session = session
         self.ctx = None  # no zmq context: see term()
@@ -44,7 +46,7 @@ class ZmtpTransport(ChannelDispatch):
         kinds = {"shell": RouterSocket, "control": RouterSocket, "stdin": RouterSocket,
                  "iopub": XPubSocket, "hb": RepSocket}
         for name, kind in kinds.items():
-            sock = kind(name)
+            sock = kind(name, limits=self.limits, mechanism_factory=self._mechanism(kind.socket_type))
             url = self.info.url(name)
             try:
                 sock.bind(url)
@@ -54,6 +56,21 @@ class ZmtpTransport(ChannelDispatch):
                 reason = e.strerror or str(e)
                 raise TransportError(f"cannot bind {name} channel to {url}: {reason}") from None
             self.sockets[name] = sock
+
+    def _mechanism(self, socket_type: str):
+        """A factory of CurveZMQ mechanisms when the connection file has keys, else None (NULL)."""
+        if self.info.curve_secretkey is None:
+            return None
+        try:
+            from .zmtp.curve import CurveServer, load_key
+        except ImportError:
+            raise TransportError("the connection file asks for CurveZMQ encryption, which needs "
+                                 "PyNaCl: pip install pynacl") from None
+        try:
+            public, secret = load_key(self.info.curve_publickey), load_key(self.info.curve_secretkey)
+        except ValueError as e:
+            raise TransportError(f"bad CURVE key in the connection file: {e}") from None
+        return lambda: CurveServer(public, secret, socket_type)
 
     def start(self) -> None:
         for sock in self.sockets.values():
@@ -67,8 +84,10 @@ class ZmtpTransport(ChannelDispatch):
         sock = self.sockets.get(channel)
         if sock is None:
             return
-        if sock.send(self.codec.serialize(msg)) is False:
-            log.warning("dropped %s message on %s: high-water mark reached", msg.msg_type, channel)
+        frames = self.encode(channel, msg)
+        if frames is not None and sock.send(frames) is False:
+            limited.warning("hwm:" + channel, "dropped %s message on %s: high-water mark reached",
+                            msg.msg_type, channel)
 
     def backlog(self, channel: str) -> int:
         """Messages queued for the slowest peer of a channel (fd output waits on this)."""
@@ -93,11 +112,7 @@ class ZmtpTransport(ChannelDispatch):
         self._closed.clear()
 
     def _serve_router(self, name: str) -> None:
-        sock = self.sockets[name]
-        while True:
-            self.deliver(name, sock.recv())
+        self.serve(name, self.sockets[name].recv)
 
     def _serve_iopub(self) -> None:
-        sock = self.sockets["iopub"]
-        while True:
-            self.subscription_event(sock.recv())
+        self.serve("iopub", self.sockets["iopub"].recv, self.subscription_event)

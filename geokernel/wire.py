@@ -80,7 +80,12 @@ def pack(obj) -> bytes:
 
 
 def unpack(data: bytes):
-    return json.loads(data)
+    """JSON -> object; WireError for anything that is not JSON we can hold (including nesting
+    deep enough to exhaust the recursion limit: RecursionError must not escape the codec)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise WireError("invalid JSON: nested too deeply") from None
 
 
 class Signer:
@@ -114,11 +119,31 @@ class Signer:
         return hmac.compare_digest(signature, self.sign(parts))
 
 
-class Codec:
-    """Turns Messages into frames and frames back into Messages."""
+def _depth_over(obj, limit: int) -> bool:
+    """True if containers nest more than `limit` levels below obj (iterative: no recursion)."""
+    stack = [(obj, 0)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, dict):
+            o = o.values()
+        elif not isinstance(o, list):
+            continue
+        if d >= limit:
+            return True
+        stack.extend((v, d + 1) for v in o if isinstance(v, (dict, list)))
+    return False
 
-    def __init__(self, signer: Signer, replay_window: int = 2 ** 16):
+
+class Codec:
+    """Turns Messages into frames and frames back into Messages.
+
+    `max_header_depth`: header and parent_header are echoed to every client in replies and on
+    iopub, so they may not nest deeper than this (a hostile sender could otherwise make other
+    clients' decoders hit their recursion limit). Real headers are flat: 2 levels at most."""
+
+    def __init__(self, signer: Signer, replay_window: int = 2 ** 16, max_header_depth: int = 16):
         self.signer = signer
+        self.max_header_depth = max_header_depth
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._window = replay_window
 
@@ -153,10 +178,14 @@ class Codec:
                 self._seen.popitem(last=False)
         try:
             header, parent, metadata, content = (unpack(p) for p in parts)
+        except WireError:
+            raise
         except (ValueError, UnicodeDecodeError) as e:
             raise WireError(f"invalid JSON: {e}") from None
         if not isinstance(header, dict) or not isinstance(header.get("msg_type"), str):
             raise WireError("header is not an object with a msg_type")
         if not all(isinstance(x, dict) for x in (parent, metadata, content)):
             raise WireError("parent_header, metadata and content must be objects")
+        if _depth_over(header, self.max_header_depth) or _depth_over(parent, self.max_header_depth):
+            raise WireError(f"header or parent_header nested deeper than {self.max_header_depth}")
         return Message(header, parent, metadata, content, list(buffers), identities)

@@ -57,6 +57,10 @@ class Channels:
         sock.setsockopt(zmq.RECONNECT_IVL, 20)
         if identity is not None:
             sock.setsockopt(zmq.IDENTITY, identity)
+        if self.info.curve_secretkey:  # CurveZMQ: the kernel's public key authenticates it
+            sock.curve_secretkey = self.info.curve_secretkey.encode("ascii")
+            sock.curve_publickey = self.info.curve_publickey.encode("ascii")
+            sock.curve_serverkey = self.info.curve_publickey.encode("ascii")
         sock.connect(self.info.url(channel))
         return sock
 

@@ -24,6 +24,10 @@ class ConnectionInfo:
     transport: str = "tcp"
     signature_scheme: str = "hmac-sha256"
     kernel_name: str = ""
+    # CurveZMQ keypair (Z85 text), as jupyter_client 8.9+ writes with transport_encryption:
+    # the kernel serves with it, clients use it and the public key as the server's
+    curve_publickey: str | None = None
+    curve_secretkey: str | None = None
 
     def url(self, channel: str) -> str:
         port = getattr(self, f"{channel}_port")
@@ -32,7 +36,7 @@ class ConnectionInfo:
         return f"tcp://{self.ip}:{port}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 _recently_issued: dict = {}  # port -> time handed out; not handed out again for a minute
@@ -71,10 +75,18 @@ def runtime_dir() -> str:
     return path
 
 
-def new_connection_info(kernel_name: str = "", ip: str = "127.0.0.1") -> ConnectionInfo:
+def new_connection_info(kernel_name: str = "", ip: str = "127.0.0.1",
+                        encrypt: bool = False) -> ConnectionInfo:
+    """Fresh ports and key; with `encrypt`, a CurveZMQ keypair too (the kernelspec must declare
+    metadata.supported_encryption ["curve"])."""
     ports = free_ports(len(PORT_NAMES), ip)
+    curve = {}
+    if encrypt:
+        import zmq
+        pub, sec = zmq.curve_keypair()
+        curve = {"curve_publickey": pub.decode("ascii"), "curve_secretkey": sec.decode("ascii")}
     return ConnectionInfo(**dict(zip(PORT_NAMES, ports)), ip=ip, key=secrets.token_hex(32),
-                          kernel_name=kernel_name)
+                          kernel_name=kernel_name, **curve)
 
 
 def write_connection_file(info: ConnectionInfo, path: str | None = None) -> str:

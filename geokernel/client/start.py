@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def start_kernel(name: str = "python3", cwd: str | None = None, env: dict | None = None,
                  startup_timeout: float = 60.0, request_timeout: float = 60.0,
                  spec: KernelSpecInfo | None = None, server=None,
-                 token: str | None = None) -> KernelHandle:
+                 token: str | None = None, encrypt: bool = False) -> KernelHandle:
     """Launch kernelspec `name` on fresh 127.0.0.1 ports; return once it answers kernel_info.
 
     With `server` (a URL or a RemoteServer) and `token`, start it on that Jupyter Server or
@@ -29,7 +29,9 @@ def start_kernel(name: str = "python3", cwd: str | None = None, env: dict | None
         return srv.start_kernel(name, cwd=cwd, env=env, startup_timeout=startup_timeout,
                                 request_timeout=request_timeout)
     spec = spec or get_kernelspec(name)
-    info = new_connection_info(spec.name)
+    if encrypt and "curve" not in (spec.metadata or {}).get("supported_encryption", ()):
+        raise ValueError(f"kernelspec {spec.name!r} does not declare supported_encryption ['curve']")
+    info = new_connection_info(spec.name, encrypt=encrypt)
     path = write_connection_file(info)
     handle = KernelHandle(info, path, spec=spec, owns_file=True, cwd=cwd, env=env,
                           request_timeout=request_timeout)

@@ -26,8 +26,24 @@ _LONG_HDR = struct.Struct(">BQ")
 _U32 = struct.Struct(">I")
 
 
+# Defaults of the limits (constructor parameters of Connection). libzmq's ZMQ_MAXMSGSIZE is
+# unlimited; we bound a frame and a message at 1 GiB so that a header that declares 2^62 bytes
+# closes the connection before any of its body is buffered, while any real Jupyter message
+# (even one with big comm buffers) still fits.
+MAX_FRAME_SIZE = 1 << 30
+MAX_MESSAGE_SIZE = 1 << 30
+MAX_PONG_CONTEXT = 16  # RFC 37: a PING's context is at most 16 bytes; we echo no more
+MAX_MESSAGE_FRAMES = 100_000  # frames in one multipart message (each costs ~60 bytes of list)
+
+
 class ProtocolError(Exception):
     """The peer broke the protocol (or rejected us); the connection must be closed."""
+
+
+def encode_error(reason: str) -> bytes:
+    """An ERROR command (RFC 23/37): reason length (1 byte) + reason, at most 255 bytes."""
+    r = reason.encode("utf-8", "replace")[:255]
+    return encode_command(b"ERROR", bytes((len(r),)) + r)
 
 
 def build_greeting(minor: int = 0, mechanism: bytes = b"NULL", as_server: bool = False) -> bytes:
@@ -126,9 +142,20 @@ def encode_message(frames, out: list) -> list:
 class Connection:
     """One ZMTP connection seen from our side: greeting, NULL handshake, then frames.
 
-    `peer_types` are the socket types we accept (compatibility table of RFC 23)."""
+    `peer_types` are the socket types we accept (compatibility table of RFC 23).
+    `max_frame_size` / `max_message_size`: a frame (or the sum of a multipart message's frames)
+    declared bigger than this raises ProtocolError at its header, before its body is buffered.
+    `max_frames`: frames in one multipart message. `mechanism`: None for NULL, or an object with
+    the interface of curve.CurveServer (the handshake and per-frame crypto)."""
 
-    def __init__(self, socket_type: str, peer_types=(), identity: bytes | None = None):
+    def __init__(self, socket_type: str, peer_types=(), identity: bytes | None = None,
+                 max_frame_size: int = MAX_FRAME_SIZE, max_message_size: int = MAX_MESSAGE_SIZE,
+                 max_frames: int = MAX_MESSAGE_FRAMES, mechanism=None):
+        self.max_frame_size = max_frame_size
+        self.max_message_size = max_message_size
+        self.max_frames = max_frames
+        self.mechanism = mechanism
+        self._msg_size = 0  # bytes of the multipart message being assembled
         self.socket_type = socket_type
         self.peer_types = {t.encode("ascii") for t in peer_types}
         self.identity = identity
@@ -137,8 +164,17 @@ class Connection:
         self.peer_props: dict = {}
         self._buf = bytearray()  # unparsed bytes (only when a frame is split across reads)
         self._frames: list = []  # frames of the multipart message being assembled
-        self._out: list = [build_greeting()]  # the whole greeting at once: peers are 3.x
+        name = mechanism.name if mechanism is not None else b"NULL"
+        # the whole greeting at once: peers are 3.x
+        self._out: list = [build_greeting(mechanism=name, as_server=mechanism is not None)]
         self.pending = 0  # bytes still missing for the frame being received (a read-size hint)
+
+    def close(self) -> None:
+        """Release the buffers (a half-received frame can be up to max_frame_size)."""
+        self._buf = bytearray()
+        self._frames = []
+        self._out = []
+        self.state = "closed"
 
     def data_to_send(self) -> bytes:
         out, self._out = self._out, []
@@ -182,6 +218,10 @@ class Connection:
             else:
                 size = mv[pos + 1]
                 start = pos + 2
+            if size > self.max_frame_size or self._msg_size + size > self.max_message_size:
+                self._out.append(encode_error("message too large"))
+                raise ProtocolError(f"frame of {size} bytes exceeds the limit "
+                                    f"({self.max_frame_size} per frame, {self.max_message_size} per message)")
             stop = start + size
             if stop > end:
                 self.pending = stop - end
@@ -190,44 +230,69 @@ class Connection:
                 raise ProtocolError(f"reserved frame flags set: {flags:#x}")
             body = bytes(mv[start:stop])
             pos = stop
+            if self.mechanism is not None and self.state == "open":
+                flags, body = self.mechanism.decrypt(flags, body)  # MESSAGE command -> frame
             if flags & COMMAND:
                 self._on_command(body, events)
             elif self.state != "open":
                 raise ProtocolError("message frame before the handshake finished")
             elif flags & MORE:
                 frames.append(body)
+                self._msg_size += size
+                if len(frames) >= self.max_frames:
+                    self._out.append(encode_error("too many frames"))
+                    raise ProtocolError(f"message of more than {self.max_frames} frames")
             else:
                 frames.append(body)
                 events.append((MESSAGE, frames))
                 self._frames = frames = []
+                self._msg_size = 0
 
     def _on_greeting(self, data) -> None:
         major, minor, mechanism, _ = parse_greeting(data)
-        if mechanism != b"NULL":
-            reason = b"only the NULL mechanism is supported"
-            self._out.append(encode_command(b"ERROR", bytes((len(reason),)) + reason))
-            raise ProtocolError(f"unsupported mechanism {mechanism!r}")
+        ours = self.mechanism.name if self.mechanism is not None else b"NULL"
+        if mechanism != ours:
+            self._out.append(encode_error(f"only the {ours.decode()} mechanism is supported"))
+            raise ProtocolError(f"unsupported mechanism {mechanism!r} (need {ours.decode()})")
         self.peer_version = (major, minor)
         self.state = "handshake"
-        self._out.append(build_ready(self.socket_type, self.identity))
+        if self.mechanism is None:
+            self._out.append(build_ready(self.socket_type, self.identity))
+
+    def _check_peer_type(self, props: dict) -> None:
+        peer_type = props.get("socket-type", b"")
+        if self.peer_types and peer_type not in self.peer_types:
+            self._out.append(encode_error("invalid socket type"))
+            raise ProtocolError(f"{peer_type.decode('ascii', 'replace')} peer cannot talk to "
+                                f"{self.socket_type}")
 
     def _on_command(self, body: bytes, events: list) -> None:
         name, data = parse_command(body)
+        if name == b"ERROR":  # RFC 23/37: fatal in the handshake and after it
+            reason = data[1:1 + data[0]] if data else b""
+            raise ProtocolError(f"peer sent ERROR: {reason.decode('utf-8', 'replace')}")
         if self.state == "handshake":
-            if name == b"ERROR":
-                reason = data[1:1 + data[0]] if data else b""
-                raise ProtocolError(f"peer rejected the handshake: {reason.decode('utf-8', 'replace')}")
-            if name != b"READY":
-                raise ProtocolError(f"expected READY, got {name!r}")
-            props = parse_properties(data)
-            peer_type = props.get("socket-type", b"")
-            if self.peer_types and peer_type not in self.peer_types:
-                raise ProtocolError(f"{peer_type.decode('ascii', 'replace')} peer cannot talk to "
-                                    f"{self.socket_type}")
+            if self.mechanism is not None:
+                props = self.mechanism.handshake(name, data, self)
+                if props is None:
+                    return
+            else:
+                if name != b"READY":
+                    raise ProtocolError(f"expected READY, got {name!r}")
+                props = parse_properties(data)
+            self._check_peer_type(props)
             self.peer_props = props
             self.state = "open"
             events.append((READY, props))
-        elif name == b"PING":  # ZMTP 3.1 heartbeat: answer with the peer's context
-            self._out.append(encode_command(b"PONG", data[2:]))
+        elif name == b"PING":  # ZMTP 3.1 heartbeat: answer with the peer's context (capped)
+            self.send_command(b"PONG", data[2:2 + MAX_PONG_CONTEXT])
         elif name != b"PONG":
             events.append((CMD, name, data))
+
+    def send_command(self, name: bytes, data: bytes = b"") -> None:
+        """Queue a command after the handshake (encrypted when a mechanism says so)."""
+        if self.mechanism is not None and self.state == "open":
+            body = bytes((len(name),)) + name + data
+            self._out.extend(self.mechanism.encrypt_frame(body, COMMAND))
+        else:
+            self._out.append(encode_command(name, data))

@@ -2,8 +2,9 @@
 
 Each socket listens on tcp (IPv4/IPv6) or ipc addresses, accepts connections in one greenlet,
 and gives every connection a Peer (reader + writer greenlets). Received messages go to an
-unbounded gevent Queue (`recv`), except REP which answers in the peer's reader greenlet
-(the heartbeat echo then needs no extra greenlet switch).
+gevent Queue (`recv`) bounded per peer (limits.Limits.inbox_*: the peer's reader stops), except
+REP which answers in the peer's reader greenlet (the heartbeat echo then needs no extra
+greenlet switch). XPUB lives in xpub.py.
 """
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ import gevent
 from gevent import socket as gsocket
 from gevent.queue import Queue
 
-from .framing import encode_message
+from gevent.event import Event
+
+from .limits import Limits
 from .peer import Peer
+from .ratelog import RateLimitedLog
 
 log = logging.getLogger("geokernel.zmtp")
+limited = RateLimitedLog(log)
 
 
 def _listen(url: str):
@@ -60,15 +65,28 @@ class ServerSocket:
     socket_type = ""
     peer_types: tuple = ()
 
-    def __init__(self, name: str = "", hwm: int = 100_000):
+    def __init__(self, name: str = "", hwm: int | None = None, limits: Limits | None = None,
+                 mechanism_factory=None):
+        """`hwm`, if given, overrides limits.outbox_messages (zmq's SNDHWM).
+        `mechanism_factory()`: a new security mechanism per connection (None: NULL)."""
         self.name = name or self.socket_type.lower()
-        self.hwm = hwm
+        limits = limits or Limits()
+        if hwm is not None:
+            limits = limits.replace(outbox_messages=hwm)
+        self.limits = limits
+        self.mechanism_factory = mechanism_factory
         self.peers: set = set()  # handshaken peers that messages may be routed to
         self._all: set = set()  # every live connection, handshaken or not
         self._listeners: list = []  # (socket, ipc path or None)
         self._acceptors: list = []
-        self._inbox: Queue = Queue()
+        self._inbox: Queue = Queue()  # (peer, item, bytes)
+        self._room = Event()  # set while fewer than max_connections are open
+        self._room.set()
         self._lingering: list = []  # connections flushing after close(linger=True)
+
+    @property
+    def hwm(self) -> int:
+        return self.limits.outbox_messages
 
     def bind(self, url: str) -> None:
         """Raises OSError (EADDRINUSE, ...) like zmq's bind raises ZMQError."""
@@ -83,27 +101,52 @@ class ServerSocket:
         for lsock, path in self._listeners:
             self._acceptors.append(gevent.spawn(self._accept_loop, lsock, path is None))
 
-    def recv(self) -> list:
-        return self._inbox.get()
+    def recv(self):
+        peer, item, nbytes = self._inbox.get()
+        peer.took(nbytes)
+        return item
+
+    def _put(self, peer: Peer, item, nbytes: int) -> None:
+        """Hand an item to `recv`, counted against the peer's inbox bounds."""
+        peer.inbox_messages += 1
+        peer.inbox_bytes += nbytes
+        if not peer._has_room():
+            peer._room.clear()
+        self._inbox.put((peer, item, nbytes))
 
     def _accept_loop(self, lsock, tcp: bool) -> None:
+        # the back-off pattern of gevent's BaseServer: a failing accept (EMFILE: out of file
+        # descriptors) waits, doubling the delay, instead of spinning
+        limits = self.limits
+        delay = limits.accept_backoff
         while True:
+            if len(self._all) >= limits.max_connections:
+                limited.warning("maxconn:" + self.name, "%s: %d connections open: not accepting "
+                                "more until one closes", self.name, len(self._all))
+                self._room.clear()
+                self._room.wait()
+                continue
             try:
                 sock, _ = lsock.accept()
             except OSError as e:
-                log.warning("%s: accept failed: %s", self.name, e)
-                gevent.sleep(0.1)
+                limited.warning("accept:" + self.name, "%s: accept failed: %s (retrying in %.2f s)",
+                                self.name, str(e), delay)
+                gevent.sleep(delay)
+                delay = min(delay * 2, limits.accept_backoff_max)
                 continue
+            delay = limits.accept_backoff
             if tcp:  # latency over throughput, as libzmq does
                 sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
-            self._all.add(Peer(sock, self, self.hwm))
+            mechanism = self.mechanism_factory() if self.mechanism_factory else None
+            self._all.add(Peer(sock, self, limits, mechanism))
+            sock = None
 
     # ---- called by Peer ----------------------------------------------------------------------
     def on_ready(self, peer: Peer, props: dict) -> None:
         self.peers.add(peer)
 
     def on_message(self, peer: Peer, frames: list) -> None:
-        self._inbox.put(frames)
+        self._put(peer, frames, sum(map(len, frames)))
 
     def on_command(self, peer: Peer, name: bytes, data: bytes) -> None:
         log.debug("%s: ignored command %r", self.name, name)
@@ -111,6 +154,8 @@ class ServerSocket:
     def on_close(self, peer: Peer) -> None:
         self.peers.discard(peer)
         self._all.discard(peer)
+        if not self._room.is_set() and len(self._all) < self.limits.max_connections:
+            self._room.set()
 
     # ---- closing -------------------------------------------------------------------------------
     def close(self, linger: bool = True) -> None:
@@ -151,8 +196,8 @@ class RouterSocket(ServerSocket):
     socket_type = "ROUTER"
     peer_types = ("DEALER", "REQ", "ROUTER")
 
-    def __init__(self, name: str = "", hwm: int = 100_000):
-        super().__init__(name, hwm)
+    def __init__(self, name: str = "", hwm: int | None = None, **kw):
+        super().__init__(name, hwm, **kw)
         self.by_id: dict = {}
 
     def on_ready(self, peer: Peer, props: dict) -> None:
@@ -171,7 +216,7 @@ class RouterSocket(ServerSocket):
 
     def on_message(self, peer: Peer, frames: list) -> None:
         frames.insert(0, peer.identity)
-        self._inbox.put(frames)
+        self._put(peer, frames, sum(map(len, frames)))
 
     def on_close(self, peer: Peer) -> None:
         if peer.identity is not None and self.by_id.get(peer.identity) is peer:
@@ -190,79 +235,14 @@ class RouterSocket(ServerSocket):
         return peer.send(frames[1:])
 
 
-class XPubSocket(ServerSocket):
-    """Publishes to peers whose subscriptions prefix-match the first frame. Every subscribe
-    (and the last unsubscribe of a topic) is delivered to `recv` as b"\\x01topic"/b"\\x00topic",
-    like XPUB_VERBOSE."""
-    socket_type = "XPUB"
-    peer_types = ("SUB", "XSUB")
-
-    def __init__(self, name: str = "", hwm: int = 100_000):
-        super().__init__(name, hwm)
-        self.subs: dict = {}  # peer -> {topic: count}
-
-    def on_ready(self, peer: Peer, props: dict) -> None:
-        self.subs[peer] = {}
-        self.peers.add(peer)
-
-    def on_message(self, peer: Peer, frames: list) -> None:
-        # ZMTP 3.0: a subscription is a one-frame message, 0x01 (subscribe) / 0x00 + topic
-        if len(frames) == 1 and frames[0][:1] in (b"\x00", b"\x01"):
-            self._subscription(peer, frames[0][0] == 1, frames[0][1:])
-
-    def on_command(self, peer: Peer, name: bytes, data: bytes) -> None:
-        if name == b"SUBSCRIBE":  # ZMTP 3.1
-            self._subscription(peer, True, data)
-        elif name == b"CANCEL":
-            self._subscription(peer, False, data)
-        else:
-            super().on_command(peer, name, data)
-
-    def _subscription(self, peer: Peer, subscribe: bool, topic: bytes) -> None:
-        topics = self.subs.get(peer)
-        if topics is None:
-            return
-        if subscribe:
-            topics[topic] = topics.get(topic, 0) + 1
-            self._inbox.put(b"\x01" + topic)
-        elif topic in topics:
-            topics[topic] -= 1
-            if not topics[topic]:
-                del topics[topic]
-                if not any(topic in t for t in self.subs.values()):
-                    self._inbox.put(b"\x00" + topic)
-
-    def on_close(self, peer: Peer) -> None:
-        self.subs.pop(peer, None)
-        super().on_close(peer)
-
-    def send(self, frames) -> bool | None:
-        """Encode once, queue to every matching peer; False if any peer dropped it at the
-        high-water mark, None if nobody matched."""
-        if not self.subs:
-            return None
-        topic = frames[0]
-        if not isinstance(topic, bytes):
-            topic = bytes(topic)
-        parts = None
-        result = None
-        for peer, topics in self.subs.items():
-            if b"" in topics or any(topic.startswith(t) for t in topics):
-                if parts is None:
-                    parts = encode_message(frames, [])
-                ok = peer.send_parts(parts)
-                result = ok if result is None else (result and ok)
-        return result
-
-
 class RepSocket(ServerSocket):
     """Each request's envelope (frames up to and including the first empty frame) goes back
     with the reply, to the peer that sent it. `handler(body frames) -> reply frames`."""
     socket_type = "REP"
     peer_types = ("REQ", "DEALER")
 
-    def __init__(self, name: str = "", hwm: int = 100_000, handler=None):
-        super().__init__(name, hwm)
+    def __init__(self, name: str = "", hwm: int | None = None, handler=None, **kw):
+        super().__init__(name, hwm, **kw)
         self.handler = handler or (lambda frames: frames)  # echo: the heartbeat
 
     def on_message(self, peer: Peer, frames: list) -> None:
@@ -275,3 +255,6 @@ class RepSocket(ServerSocket):
         reply = self.handler(frames[i + 1:])
         if reply is not None:
             peer.send(frames[:i + 1] + list(reply))
+
+
+from .xpub import XPubSocket  # noqa: E402,F401  (re-exported: it builds on ServerSocket)
