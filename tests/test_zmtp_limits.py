@@ -172,17 +172,20 @@ def test_inbox_bytes_bound(serve):
 
 
 def test_outbox_bytes_bound(serve):
-    router, url = serve(RouterSocket, limits=Limits(outbox_bytes=1000))
+    router, url = serve(RouterSocket, limits=Limits(outbox_bytes=16 << 20))
     dealer = _client(zmq.DEALER, url, identity=b"slow")
     dealer.send(b"x")
     _srecv(router)
-    results = [router.send([b"slow", b"m" * 298]) for _ in range(5)]  # 300 bytes each framed
-    assert results == [True, True, True, False, False]
-    assert router.send([b"slow", b"y" * 5000]) is False
-    assert [len(_recv(dealer)[0]) for _ in range(3)] == [298] * 3
+    # the first message goes out at once as far as the socket takes it (more than any socket
+    # buffer: the rest is queued); the next ones queue behind it until the byte bound
+    mib = 1 << 20
+    sizes = [8 * mib, 3 * mib, 3 * mib, 3 * mib]
+    results = [router.send([b"slow", b"m" * n]) for n in sizes]  # no hub turn in between
+    assert results == [True, True, True, False]  # 8 + 3 + 3 fit in 16 MiB, a fourth does not
+    assert [len(_recv(dealer)[0]) for _ in range(3)] == sizes[:3]
     _pump(lambda: router.by_id[b"slow"]._queued == 0)
-    assert router.send([b"slow", b"y" * 5000])  # bigger than the bound, but the queue is empty
-    assert len(_recv(dealer)[0]) == 5000
+    assert router.send([b"slow", b"y" * (20 * mib)])  # bigger than the bound, but nothing queued
+    assert len(_recv(dealer)[0]) == 20 * mib
     dealer.close()
 
 
