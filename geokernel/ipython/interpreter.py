@@ -21,6 +21,9 @@ class IPythonInterpreter(Interpreter):
         super().__init__(publisher, request_input)
         self.shell = KernelShell.instance(output=self, kernel=kernel)
         self.shell.loop_runner = run_async_cell
+        from ..aioloop import install_on_import as install_asyncio_loop
+
+        install_asyncio_loop(publisher, kernel)  # one loop for the kernel's life, once asyncio loads
         # repeating + again() + stop in the callback = a one-shot that can be re-armed (libev
         # fires a re-started one-shot timer at once: that was a SQLite commit after every cell)
         self._history_timer = gevent.get_hub().loop.timer(1.0, 1.0)

@@ -39,7 +39,9 @@ def run_async_cell(coro):
 
     from IPython.core.async_helpers import get_asyncio_loop
 
-    loop = get_asyncio_loop()
+    from ..aioloop import kernel_loop
+
+    loop = kernel_loop() or get_asyncio_loop()
     task = loop.create_task(coro)
     try:
         return loop.run_until_complete(task)
