@@ -18,7 +18,6 @@ the cell that created it.
 """
 from __future__ import annotations
 
-import contextvars
 import logging
 import sys
 import threading
@@ -32,8 +31,7 @@ from gevent.hub import Waiter, get_hub
 
 log = logging.getLogger("geokernel.aioloop")
 
-# parent header of the cell whose context a task was created in
-_REQUEST_PARENT: contextvars.ContextVar = contextvars.ContextVar("geokernel_request_parent")
+from .threads import REQUEST_PARENT as _REQUEST_PARENT  # the cell a task's context came from
 
 _READ = 1  # libev EV_READ
 

@@ -9,6 +9,7 @@ from IPython.core import page
 from IPython.core.interactiveshell import InteractiveShell, InteractiveShellABC
 from traitlets import Any, Bool, Type
 
+from .. import threads
 from ..debugger.cell_files import CellCompiler
 from ..subprocesses import capture_command, run_streaming
 from .display import KernelDisplayHook, KernelDisplayPublisher
@@ -85,13 +86,31 @@ class KernelShell(InteractiveShell):
         data = strng if isinstance(strng, dict) else {"text/plain": strng}
         self.payload_manager.write_payload({"source": "page", "data": data, "start": start})
 
+    # ---- parents (ipykernel 7's API; the policy lives in geokernel/threads.py) ---------------
     def get_parent(self) -> dict:
-        """The request whose outputs we are producing (ipywidgets' Output widget asks)."""
+        """The request the calling thread's outputs go to (ipywidgets' Output widget asks)."""
+        policy = threads.policy()
+        if policy is not None:
+            return policy.get_parent()
         return self.kernel.get_parent() if self.kernel is not None else {}
 
     def set_parent(self, parent: dict) -> None:
-        if parent and parent.get("header"):
+        policy = threads.policy()
+        if policy is not None:
+            policy.set_parent(parent)
+        elif parent and parent.get("header"):
             self.output.publisher.parent_header = parent["header"]
+
+    @property
+    def parent_header(self) -> dict:
+        return self.get_parent()
+
+    def set_thread_parent(self, parent):
+        """Parent for the calling thread only; returns tokens for reset_thread_parent."""
+        return threads.policy().set_thread_parent(parent)
+
+    def reset_thread_parent(self, tokens) -> None:
+        threads.policy().reset_thread_parent(tokens)
 
     def set_next_input(self, text, replace=False):
         self.payload_manager.write_payload(
