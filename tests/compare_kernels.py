@@ -33,10 +33,10 @@ def stop(km, kc) -> None:
     km.cleanup_resources()
 
 
-def kernel_fixture(env: dict | None = None):
-    """A module-scoped fixture parametrized over both kernels: yields (name, kc)."""
+def kernel_fixture(env: dict | None = None, kernels=KERNELS):
+    """A module-scoped fixture parametrized over the kernels (both by default): yields (name, kc)."""
 
-    @pytest.fixture(scope="module", params=KERNELS)
+    @pytest.fixture(scope="module", params=kernels)
     def fixture(request):
         km, kc = start(request.param, env)
         yield request.param, kc

@@ -24,7 +24,10 @@ class IPythonInterpreter(Interpreter):
         from ..aioloop import install_on_import as install_asyncio_loop
 
         install_asyncio_loop(publisher, kernel)
-        self._attach_thread_api()  # one loop for the kernel's life, once asyncio loads
+        self._attach_thread_api()
+        from ..process import install_fork_policy
+
+        install_fork_policy(kernel, publisher, getattr(kernel, "ports", None))  # one loop for the kernel's life, once asyncio loads
         # repeating + again() + stop in the callback = a one-shot that can be re-armed (libev
         # fires a re-started one-shot timer at once: that was a SQLite commit after every cell)
         self._history_timer = gevent.get_hub().loop.timer(1.0, 1.0)
