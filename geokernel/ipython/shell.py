@@ -62,6 +62,7 @@ def run_async_cell(coro):
 
 
 class KernelShell(InteractiveShell):
+    # named as ipykernel's shell: rich (and others) detect a notebook frontend by this name
     displayhook_class = Type(KernelDisplayHook)
     display_pub_class = Type(KernelDisplayPublisher)
     compiler_class = Type(CellCompiler)  # cell file names the debugger can compute
@@ -73,6 +74,12 @@ class KernelShell(InteractiveShell):
     # a kernel has no terminal: no readline, no autoindent
     readline_use = Bool(False)
     autoindent = Bool(False)
+
+    def init_instance_attrs(self):
+        super().init_instance_attrs()
+        # tqdm and others look for this config section to tell a kernel from a terminal
+        if "IPKernelApp" not in self.config:
+            self.config.IPKernelApp.geokernel = True
 
     def init_history(self):
         self.history_manager = ThreadlessHistoryManager(shell=self, parent=self)
@@ -153,9 +160,14 @@ class KernelShell(InteractiveShell):
             return {"ename": type(exception).__name__, "evalue": str(exception), "traceback": []}
         return super()._format_exception_for_storage(exception, *args, **kwargs)
 
+    # the frontend draws these (comm-based matplotlib backends), and asyncio's loop always runs
+    # (geokernel/aioloop.py): nothing to integrate, as on ipykernel
+    _KERNEL_GUIS = (None, "inline", "nbagg", "webagg", "notebook", "ipympl", "widget", "asyncio")
+
     def enable_gui(self, gui=None):
-        if gui not in (None, "inline"):
+        if gui not in self._KERNEL_GUIS:
             raise NotImplementedError(f"geokernel has no '{gui}' event-loop integration")
+        self.active_eventloop = gui
 
     def system_piped(self, cmd):
         __tracebackhide__ = True  # noqa: F841
@@ -174,4 +186,5 @@ class KernelShell(InteractiveShell):
         return SList(out.splitlines()) if split else LSString(out)
 
 
+KernelShell.__name__ = KernelShell.__qualname__ = "ZMQInteractiveShell"
 InteractiveShellABC.register(KernelShell)
