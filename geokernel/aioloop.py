@@ -162,8 +162,7 @@ def _loop_class():
 
         def cell_finished(self) -> None:
             self._restore()
-            self._idle.set()
-            self._wake()  # tasks the cell created or scheduled run now
+            self._idle.set()  # (what the cell scheduled already nudged the driver, see _wake)
 
         def _restore(self) -> None:
             """A cell may have replaced the thread's loop (asyncio.run, set_event_loop): undo."""
