@@ -245,7 +245,8 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
     kernel = Kernel(session, None, transport.send, publisher, info.ports)
     _capture_fds(kernel, publisher)
     yielder = _CooperativeYield(kernel)
-    thread_parent = _attribute_threads(publisher)
+    from .threads import install as thread_policy
+    thread_parent = thread_policy(publisher)  # ipykernel 7's routing of thread output
     captured = {c.fd for c in publisher.fd_captures}
     sys.stdout = OutStream("stdout", publisher, on_write=yielder, thread_parent=thread_parent,
                            fd=1 if 1 in captured else None)
@@ -343,26 +344,6 @@ def _warm_up(kernel) -> None:
     kernel.interp
 
 
-
-
-def _attribute_threads(publisher):
-    """Output of a thread belongs to the cell that started it, even after that cell ended:
-    Thread.start records the starting cell's parent header on the thread."""
-    import threading
-
-    original_start = threading.Thread.start
-
-    def start(self, *args, **kwargs):
-        current = threading.current_thread()
-        self._geokernel_parent = getattr(current, "_geokernel_parent", None) or publisher.parent_header
-        return original_start(self, *args, **kwargs)
-
-    threading.Thread.start = start
-
-    def thread_parent():
-        return getattr(threading.current_thread(), "_geokernel_parent", None) or publisher.parent_header
-
-    return thread_parent
 
 
 class _CooperativeYield:

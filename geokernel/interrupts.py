@@ -116,11 +116,13 @@ class ExecutionTick:
         signal.signal(signal.SIGINT, self._on_sigint)
         from IPython.core.interactiveshell import InteractiveShell
 
+        from .aioloop import TICK_BOUNDARIES
         from .ipython.shell import run_async_cell
 
         # a cell's code runs under run_code; a cell with top-level await runs its asyncio loop
         # under our loop runner (run_code is then a suspended coroutine, not on the stack)
-        self._boundaries = (InteractiveShell.run_code.__code__, run_async_cell.__code__)
+        self._boundaries = (InteractiveShell.run_code.__code__, run_async_cell.__code__,
+                            *TICK_BOUNDARIES)
         self.kernel.on_interrupt = self.interrupt
         self.kernel.cell_hooks.insert(0, self)
         make_pdb_interruptible()

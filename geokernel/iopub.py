@@ -32,6 +32,8 @@ class Publisher:
         self.drain_fds()
         for s in self.streams:
             s.flush()
+        if self._foreign and threading.get_ident() == self._owner:
+            self._send_queued()  # other threads' messages go before what comes next
 
     def publish(self, msg_type: str, content: dict, parent_header: dict | None = None,
                 metadata: dict | None = None, buffers: list | None = None,
@@ -43,6 +45,8 @@ class Publisher:
         msg = Message(make_header(msg_type, self.session), parent_header, metadata or {},
                       content, buffers or [])
         if threading.get_ident() != self._owner:
+            if msg_type != "stream":
+                self._queue_foreign_streams()  # a thread's earlier prints go first
             self._foreign.append(msg)
             self._wake()
             return
@@ -64,5 +68,23 @@ class Publisher:
 
     def _send_foreign(self) -> None:
         self.flush_streams()
+
+    def _send_queued(self) -> None:
         while self._foreign:
             self._send("iopub", self._foreign.popleft())
+
+    def _queue_foreign_streams(self) -> None:
+        # (in the writing thread) move text other threads wrote so far into our queue, so a
+        # comm update sent after a print stays after it (ipywidgets' Output fed from a thread)
+        for stream in self.streams:
+            queued = getattr(stream, "_foreign", None)
+            runs: list = []
+            while queued:
+                parent, text = queued.popleft()
+                if runs and runs[-1][0] is parent:
+                    runs[-1][1].append(text)
+                else:
+                    runs.append((parent, [text]))
+            for parent, parts in runs:
+                self._foreign.append(Message(make_header("stream", self.session), parent, {},
+                                             {"name": stream.name, "text": "".join(parts)}, []))

@@ -8,6 +8,8 @@ import sys
 
 log = logging.getLogger("geokernel.process")
 
+from .forkchild import install_fork_policy  # noqa: E402,F401 (what a forked child gets)
+
 
 def process_setup() -> None:
     # what a notebook user expects from a kernel's environment (as ipykernel sets it)

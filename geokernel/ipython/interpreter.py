@@ -24,12 +24,29 @@ class IPythonInterpreter(Interpreter):
                                             "profile_dir": profile.profile_dir}
         self.shell = KernelShell.instance(output=self, kernel=kernel, **extra)
         self.shell.loop_runner = run_async_cell
+        from ..aioloop import install_on_import as install_asyncio_loop
+        from ..process import install_fork_policy
+
+        install_asyncio_loop(publisher, kernel)  # one loop for the kernel's life, once asyncio loads
+        self._attach_thread_api()
+        install_fork_policy(kernel, publisher, getattr(kernel, "ports", None))  # forked children
         # repeating + again() + stop in the callback = a one-shot that can be re-armed (libev
         # fires a re-started one-shot timer at once: that was a SQLite commit after every cell)
         self._history_timer = gevent.get_hub().loop.timer(1.0, 1.0)
         self._recording = None  # execution count whose stream output goes into history
         if HistoryOutput is not None:
             publisher.on_stream = self._record_stream
+
+    @staticmethod
+    def _attach_thread_api() -> None:
+        import sys
+
+        from .. import threads
+
+        policy = threads.policy()
+        for stream in (sys.stdout, sys.stderr):
+            if policy is not None and getattr(stream, "_thread_parent", None) is policy:
+                policy.attach(stream)  # sys.stdout.set_thread_parent(...) as on ipykernel
 
     @property
     def execution_count(self) -> int:

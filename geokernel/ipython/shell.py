@@ -9,6 +9,7 @@ from IPython.core import page
 from IPython.core.interactiveshell import InteractiveShell, InteractiveShellABC
 from traitlets import Any, Bool, Type
 
+from .. import threads
 from ..debugger.cell_files import CellCompiler
 from ..subprocesses import capture_command, run_streaming
 from .display import KernelDisplayHook, KernelDisplayPublisher
@@ -39,7 +40,9 @@ def run_async_cell(coro):
 
     from IPython.core.async_helpers import get_asyncio_loop
 
-    loop = get_asyncio_loop()
+    from ..aioloop import kernel_loop
+
+    loop = kernel_loop() or get_asyncio_loop()
     task = loop.create_task(coro)
     try:
         return loop.run_until_complete(task)
@@ -59,6 +62,7 @@ def run_async_cell(coro):
 
 
 class KernelShell(InteractiveShell):
+    # named as ipykernel's shell: rich (and others) detect a notebook frontend by this name
     displayhook_class = Type(KernelDisplayHook)
     display_pub_class = Type(KernelDisplayPublisher)
     compiler_class = Type(CellCompiler)  # cell file names the debugger can compute
@@ -72,6 +76,12 @@ class KernelShell(InteractiveShell):
     readline_use = Bool(False)
     autoindent = Bool(False)
 
+    def init_instance_attrs(self):
+        super().init_instance_attrs()
+        # tqdm and others look for this config section to tell a kernel from a terminal
+        if "IPKernelApp" not in self.config:
+            self.config.IPKernelApp.geokernel = True
+
     def init_history(self):
         self.history_manager = ThreadlessHistoryManager(shell=self, parent=self)
         self.configurables.append(self.history_manager)
@@ -84,13 +94,31 @@ class KernelShell(InteractiveShell):
         data = strng if isinstance(strng, dict) else {"text/plain": strng}
         self.payload_manager.write_payload({"source": "page", "data": data, "start": start})
 
+    # ---- parents (ipykernel 7's API; the policy lives in geokernel/threads.py) ---------------
     def get_parent(self) -> dict:
-        """The request whose outputs we are producing (ipywidgets' Output widget asks)."""
+        """The request the calling thread's outputs go to (ipywidgets' Output widget asks)."""
+        policy = threads.policy()
+        if policy is not None:
+            return policy.get_parent()
         return self.kernel.get_parent() if self.kernel is not None else {}
 
     def set_parent(self, parent: dict) -> None:
-        if parent and parent.get("header"):
+        policy = threads.policy()
+        if policy is not None:
+            policy.set_parent(parent)
+        elif parent and parent.get("header"):
             self.output.publisher.parent_header = parent["header"]
+
+    @property
+    def parent_header(self) -> dict:
+        return self.get_parent()
+
+    def set_thread_parent(self, parent):
+        """Parent for the calling thread only; returns tokens for reset_thread_parent."""
+        return threads.policy().set_thread_parent(parent)
+
+    def reset_thread_parent(self, tokens) -> None:
+        threads.policy().reset_thread_parent(tokens)
 
     def set_next_input(self, text, replace=False):
         self.payload_manager.write_payload(
@@ -135,9 +163,14 @@ class KernelShell(InteractiveShell):
             return {"ename": type(exception).__name__, "evalue": str(exception), "traceback": []}
         return super()._format_exception_for_storage(exception, *args, **kwargs)
 
+    # the frontend draws these (comm-based matplotlib backends), and asyncio's loop always runs
+    # (geokernel/aioloop.py): nothing to integrate, as on ipykernel
+    _KERNEL_GUIS = (None, "inline", "nbagg", "webagg", "notebook", "ipympl", "widget", "asyncio")
+
     def enable_gui(self, gui=None):
-        if gui not in (None, "inline"):
+        if gui not in self._KERNEL_GUIS:
             raise NotImplementedError(f"geokernel has no '{gui}' event-loop integration")
+        self.active_eventloop = gui
 
     def system_piped(self, cmd):
         __tracebackhide__ = True  # noqa: F841
@@ -156,4 +189,5 @@ class KernelShell(InteractiveShell):
         return SList(out.splitlines()) if split else LSString(out)
 
 
+KernelShell.__name__ = KernelShell.__qualname__ = "ZMQInteractiveShell"
 InteractiveShellABC.register(KernelShell)
