@@ -304,7 +304,11 @@ def _lifecycle(gw: Gateway, name: str) -> tuple[dict, list[int]]:
     reply, msgs = ch.execute("import psutil\nprint(*sorted(c.laddr.port for c in "
                              "psutil.Process().net_connections('tcp') if c.status == 'LISTEN'))")
     ports = [int(p) for p in _stdout(msgs).split()]
-    assert len(ports) >= 6 and all(PORT_RANGE[0] <= p <= PORT_RANGE[1] for p in ports), ports
+    outside = [p for p in ports if not PORT_RANGE[0] <= p <= PORT_RANGE[1]]
+    if name.startswith("geokernel"):
+        assert len(ports) == 6 and not outside, ports
+    elif outside:  # seen on ipykernel 6.29 under EG's launcher: recorded, not ours to fix
+        t[f"(listening outside the port range: {outside})"] = 0.0
     reply, msgs = ch.execute("x")
     results = [m for m in msgs if m["msg_type"] == "execute_result"]
     assert results and results[0]["content"]["data"]["text/plain"] == "42"
@@ -342,7 +346,14 @@ def _lifecycle(gw: Gateway, name: str) -> tuple[dict, list[int]]:
     t0 = time.monotonic()
     status, _ = gw.request("DELETE", f"/api/kernels/{kid}")
     assert status == 204
-    assert _wait_gone(pids[1]), f"the kernel process {pids[1]} outlived its shutdown"
+    gone = _wait_gone(pids[1])
+    if not gone and not name.startswith("geokernel"):
+        # seen with EG's own launcher: its listener (listen backlog 1) refuses EG's next request
+        # while serving one, EG takes the refusal for "process gone" and stops there; the
+        # comparison records it and waits on (the leftover check below still holds)
+        t["(outlived shutdown by 20 s)"] = 0.0
+        gone = _wait_gone(pids[1], timeout=120)
+    assert gone, f"the kernel process {pids[1]} outlived its shutdown"
     t["shutdown until process gone"] = time.monotonic() - t0
     status, kernels = gw.request("GET", "/api/kernels")
     assert kid not in [k["id"] for k in kernels]
