@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import fcntl
 import logging
 import os
 
@@ -45,7 +46,11 @@ class FdCapture:
         self._max_backlog = max_backlog  # queued iopub messages (of <= _CHUNK) before holding back
         self._publisher = publisher
         self._mem = os.memfd_create(f"geokernel-{name}", os.MFD_CLOEXEC)
-        os.dup2(self._mem, fd)  # fd 1/2 now share the memfd's file description (and offset)
+        # O_APPEND: every writer (forked children, shells, C code) shares this file description;
+        # appending makes each write() land whole after the others instead of racing on the
+        # shared offset (seen: lines of two forked children overwriting each other)
+        fcntl.fcntl(self._mem, fcntl.F_SETFL, fcntl.fcntl(self._mem, fcntl.F_GETFL) | os.O_APPEND)
+        os.dup2(self._mem, fd)  # fd 1/2 now share the memfd's file description
         self._pos = 0  # how far we have read
         self._freed = 0  # how far holes have been punched
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")

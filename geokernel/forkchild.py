@@ -6,7 +6,7 @@ of the kernel: the same signal handlers, the same sockets and the same gevent hu
 Left alone it could read the kernel's requests or send replies, and a SIGTERM would only
 schedule a callback on a hub that never runs (Pool.terminate then waits forever). So
 `after_fork_in_child()` (run by os.register_at_fork in every child) gives it what plain Python
-gives a forked child: default signal handlers, no timer, sys.stdout/sys.stderr writing straight
+gives a forked child: default signal handlers, no timer, sys.stdout/sys.stderr writing lines
 to fds 1/2 (the kernel's fd capture, so the output still reaches the cell), plain input(), a
 private libev loop, and the kernel's listening and connected sockets closed. If the child
 returns into the kernel's dispatcher (a cell that forked and did not exit), it exits there.
@@ -68,10 +68,12 @@ def _plain_streams() -> None:
             raw = io.FileIO(fd, "w", closefd=False)
         except OSError:
             continue
-        # write-through: every write reaches the capture at once, so output keeps its order
-        # with the parent's and nothing is lost when the child is terminated
+        # line-buffered, as on a terminal: a whole line reaches the capture in one write(), so
+        # lines of workers printing at once never interleave mid-line ("worker  01"), and a
+        # finished line is there even if the child is then terminated. No BufferedWriter: it
+        # seeks by its own idea of the offset, which other writers of the shared memfd move
         stream = io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace",
-                                  line_buffering=False, write_through=True)
+                                  line_buffering=True)
         setattr(sys, name, stream)
 
 

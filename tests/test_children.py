@@ -35,6 +35,27 @@ def test_fork_pool_map_output(kernel):
     assert stream_text(msgs).endswith("[0, 1, 4, 9]\n")
 
 
+def test_fork_children_printing_at_once_keep_whole_lines(geokernel_only):
+    """Two forked children print many multi-argument lines at the same time: every line arrives
+    whole (print writes each argument separately; a child writes a line in one write()).
+    geokernel only: ipykernel interleaves the workers' writes (see the test above)."""
+    name, kc = geokernel_only
+    run(kc, SETUP)
+    code = ("pids = []\n"
+            "for c in 'ab':\n"
+            "    pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        for i in range(300):\n"
+            "            print('child', c, i, 'end')\n"
+            "        os._exit(0)\n"
+            "    pids.append(pid)\n"
+            "for pid in pids: os.waitpid(pid, 0)\n")
+    _, msgs = run(kc, code, timeout=60)
+    lines = stream_text(msgs).splitlines()
+    expected = sorted(f"child {c} {i} end" for c in "ab" for i in range(300))
+    assert sorted(lines) == expected, [line for line in lines if not line.endswith(" end")][:5]
+
+
 def test_default_context_pool_and_terminate(kernel):
     name, kc = kernel
     run(kc, SETUP)
