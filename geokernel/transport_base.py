@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import gevent
+
 from .message import Message, make_header
 from .wire import WireError
 from .zmtp.ratelog import RateLimitedLog
@@ -23,6 +25,8 @@ class ChannelDispatch:
     # a TokenBucket for iopub_welcome where the socket cannot limit them per peer (libzmq's
     # XPUB reports every subscription of every peer); None: the socket already limits them
     welcome_limiter = None
+    # messages one channel's loop handles in a row before it lets the other channels run
+    fair_share = 64
 
     def deliver(self, channel: str, frames) -> None:
         """Decode one received message and hand it on; bad input is logged and dropped."""
@@ -53,8 +57,14 @@ class ChannelDispatch:
         if handle is None:
             def handle(frames):
                 self.deliver(channel, frames)
+        served = 0
         while True:
             item = recv()
+            served += 1
+            if served % self.fair_share == 0:
+                # a recv with data waiting returns without a hub turn: under a flood on one
+                # channel the others (the heartbeat) would wait for the whole flood
+                gevent.idle()
             try:
                 handle(item)
             except Exception:

@@ -306,7 +306,10 @@ def test_high_water_mark_drops(serve):
     # leaves its rest queued, and the next ones queue behind it (no hub turn in between)
     big = b"m" * (8 << 20)  # 10 of them stay under the outbox byte bound (256 MiB)
     results = [router.send([b"slow", big]) for _ in range(15)]
-    assert results == [True] * 10 + [False] * 5
+    # the peer (libzmq's I/O thread) reads while we send: the first message may already have
+    # left completely, then it no longer counts against the 10
+    accepted = results.count(True)
+    assert results == [True] * accepted + [False] * (15 - accepted) and accepted in (10, 11), results
     dealer.close()
 
 
