@@ -11,7 +11,8 @@ from traitlets import Any, Bool, Type
 
 from .. import threads
 from ..debugger.cell_files import CellCompiler
-from ..subprocesses import capture_command, run_streaming
+from ..subprocesses import capture_command
+from ..system_pty import run_on_pty
 from .display import KernelDisplayHook, KernelDisplayPublisher
 from .history import ThreadlessHistoryManager
 
@@ -176,7 +177,14 @@ class KernelShell(InteractiveShell):
         __tracebackhide__ = True  # noqa: F841
         if cmd.rstrip().endswith("&"):
             raise OSError("Background processes are not supported.")
-        self.user_ns["_exit_code"] = run_streaming(self.var_expand(cmd, depth=1))
+        # on a pty, as ipykernel does (geokernel/system_pty.py); the status goes to _exit_code
+        # rather than being returned (a returned value would be displayed as Out[n])
+        exit_code = run_on_pty(self.var_expand(cmd, depth=1))
+        self.user_ns["_exit_code"] = exit_code
+        if self.system_raise_on_error and exit_code != 0:
+            from subprocess import CalledProcessError
+
+            raise CalledProcessError(exit_code, cmd)
 
     system = system_piped
 
