@@ -291,6 +291,10 @@ def _load_interpreter(kernel, publisher, options=None):
     comms.install()
     kernel.shell_handlers.update(comms.handlers())
     kernel.comm_manager = comms.manager  # where code written for ipykernel looks for it
+    from .comms import KernelComm
+    from .legacy_comm import install as install_legacy_comm
+
+    install_legacy_comm(KernelComm, publisher=publisher, kernel=kernel)  # ipykernel.comm.Comm
     # GEOKERNEL_TICK_MS / GEOKERNEL_TICK_MODE: the tick period (default 20 ms) and how it meets
     # system calls (interrupts.TICK_MODES), for measuring
     tick = ExecutionTick(kernel, float(os.environ.get("GEOKERNEL_TICK_MS", "20")) / 1000,
