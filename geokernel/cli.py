@@ -243,6 +243,7 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
     if hasattr(transport, "backlog"):
         publisher.backlog = lambda: transport.backlog("iopub")
     kernel = Kernel(session, None, transport.send, publisher, info.ports)
+    kernel.connection_file = os.path.abspath(connection_file)  # %connect_info, %qtconsole
     _capture_fds(kernel, publisher)
     yielder = _CooperativeYield(kernel)
     from .threads import install as thread_policy

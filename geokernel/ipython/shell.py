@@ -96,6 +96,12 @@ class KernelShell(InteractiveShell):
         if "IPKernelApp" not in self.config:
             self.config.IPKernelApp.geokernel = True
 
+    def init_magics(self):
+        super().init_magics()
+        from .magics import KernelMagics
+
+        self.register_magics(KernelMagics)  # ipykernel's %edit, %clear, %connect_info...
+
     def init_history(self):
         self.history_manager = ThreadlessHistoryManager(shell=self, parent=self)
         self.configurables.append(self.history_manager)
