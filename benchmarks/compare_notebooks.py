@@ -70,9 +70,9 @@ def normalise_outputs(outputs: list) -> list:
         kind = o.get("output_type")
         if kind == "stream":
             if out and out[-1]["output_type"] == "stream" and out[-1]["name"] == o["name"]:
-                out[-1]["text"] += o["text"]
+                out[-1]["text"].append(o["text"])  # joined below (+= here is quadratic)
                 continue
-            out.append({"output_type": "stream", "name": o["name"], "text": o["text"]})
+            out.append({"output_type": "stream", "name": o["name"], "text": [o["text"]]})
             continue
         data = o.get("data", {})
         for mime in list(data):
@@ -82,7 +82,7 @@ def normalise_outputs(outputs: list) -> list:
         out.append(o)
     for o in out:
         if o["output_type"] == "stream":
-            o["text"] = o["text"].replace("\r\n", "\n")
+            o["text"] = "".join(o["text"]).replace("\r\n", "\n")
     return _normalise_value(out)
 
 
