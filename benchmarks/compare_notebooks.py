@@ -40,9 +40,16 @@ _NORMALISE = [
     (re.compile(r"/tmp/[\w.-]+"), "/tmp/TMP"),
     (re.compile(r"\b(pid|PID|process)\s*[=:]?\s*\d+"), r"\1 PID"),
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:?\d\d|Z)?"), "DATE"),
+    (re.compile(r'"(\w+_port)": \d+'), r'"\1": PORT'),  # %connect_info
+    (re.compile(r'"key": "[^"]*"'), '"key": "KEY"'),
+    (re.compile(r'"kernel_name": "[^"]*"'), '"kernel_name": "KERNEL"'),
     (re.compile(_NUM + r"it/s"), "RATEit/s"),
     (re.compile(_NUM + r"\s*" + _UNIT), "T"),
 ]
+
+
+KERNEL_FRAME = "<a frame of the kernel's own code>"
+_KERNEL_FILE = re.compile(r"^(?:\x1b\[[\d;]*m)*File (?:\x1b\[[\d;]*m)*\S*/(?:ipykernel|geokernel)/")
 
 
 def normalise_text(text: str) -> str:
@@ -74,6 +81,12 @@ def normalise_outputs(outputs: list) -> list:
                 continue
             out.append({"output_type": "stream", "name": o["name"], "text": [o["text"]]})
             continue
+        if kind == "error":
+            # a frame of the kernel's own code (input() without stdin raises there): each
+            # kernel shows its own file and source; kept as a placeholder, so a kernel frame
+            # where the other kernel has none still counts as a difference
+            o["traceback"] = [KERNEL_FRAME if _KERNEL_FILE.search(t) else t
+                              for t in o.get("traceback", [])]
         data = o.get("data", {})
         for mime in list(data):
             if mime.startswith("image/") and mime != "image/svg+xml":
