@@ -13,11 +13,13 @@ and `asyncio.create_task()` work in plain cells). `asyncio.run()` in a cell stil
 ipykernel): it runs its own loop in place of ours for its duration.
 
 Each callback runs with the parent header of the request that scheduled its task (a ContextVar
-set when a cell starts, copied into every task's context), so a background task's output goes to
-the cell that created it.
+set when a cell starts and put into the context of whatever a request schedules, copied into
+every task's context), so a background task's output goes to the cell or comm message that
+created it.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
@@ -75,12 +77,27 @@ def _loop_class():
         def _call_soon(self, callback, args, context):
             if not self._stepping:
                 self._wake()
+                context = self._request_context(context)
             return super()._call_soon(_routed, (self._publisher, callback, *args), context)
 
         def call_at(self, when, callback, *args, context=None):
             if not self._stepping:
                 self._wake()
+                context = self._request_context(context)
             return super().call_at(when, _routed, self._publisher, callback, *args, context=context)
+
+        def _request_context(self, context):
+            """Scheduled from outside a turn by the kernel's thread (a cell, a comm handler):
+            the callback (a new task's first step) belongs to the request being handled now,
+            as on ipykernel, where a comm message's tasks print into that message."""
+            if threading.get_ident() != self._thread_id:
+                return context
+            parent = self._publisher.parent_header
+            if context is None:
+                context = contextvars.copy_context()
+            if context.get(_REQUEST_PARENT) is not parent:
+                context.run(_REQUEST_PARENT.set, parent)
+            return context
 
         def _wake(self) -> None:
             # scheduled from outside a turn (a cell, a comm handler): the parked idle driver

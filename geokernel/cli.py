@@ -243,6 +243,7 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
     if hasattr(transport, "backlog"):
         publisher.backlog = lambda: transport.backlog("iopub")
     kernel = Kernel(session, None, transport.send, publisher, info.ports)
+    kernel.connection_file = os.path.abspath(connection_file)  # %connect_info, %qtconsole
     _capture_fds(kernel, publisher)
     yielder = _CooperativeYield(kernel)
     from .threads import install as thread_policy
@@ -291,6 +292,10 @@ def _load_interpreter(kernel, publisher, options=None):
     comms.install()
     kernel.shell_handlers.update(comms.handlers())
     kernel.comm_manager = comms.manager  # where code written for ipykernel looks for it
+    from .comms import KernelComm
+    from .legacy_comm import install as install_legacy_comm
+
+    install_legacy_comm(KernelComm, publisher=publisher, kernel=kernel)  # ipykernel.comm.Comm
     # GEOKERNEL_TICK_MS / GEOKERNEL_TICK_MODE: the tick period (default 20 ms) and how it meets
     # system calls (interrupts.TICK_MODES), for measuring
     tick = ExecutionTick(kernel, float(os.environ.get("GEOKERNEL_TICK_MS", "20")) / 1000,

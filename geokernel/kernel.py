@@ -43,6 +43,7 @@ class Kernel:
         self._aborting = False
         self.executing = False
         self.worker = None
+        self.current_request: Message | None = None  # the shell request being handled
         self._stdin_request: Message | None = None
         self._allow_stdin = False
         self._input_waiters: dict = {}
@@ -134,6 +135,7 @@ class Kernel:
         try:
             if table is self.shell_handlers:  # outputs belong to this request
                 self.publisher.parent_header = msg.header
+                self.current_request = msg  # its full message: get_ipython().kernel.get_parent()
             if handler is not None:
                 handler(msg, channel)
             elif msg.msg_type.endswith("_request"):

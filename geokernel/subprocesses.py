@@ -1,10 +1,10 @@
-"""Shell commands (`!cmd`, `!!cmd`, %sx) run with pipes read cooperatively, so the hub keeps
-turning and output streams while the command runs. The child gets its own process group so an
+"""Captured shell commands (`x = !cmd`, `!!cmd`, %sx) run with pipes read cooperatively, so the
+hub keeps turning while the command runs (as ipykernel, which captures through pipes too; `!cmd`
+alone runs on a pty: system_pty.py). The child gets its own process group so an
 interrupt can stop the whole command; no gevent child watcher is used (libev would reap every
 child, breaking os.system and subprocess in user code)."""
 from __future__ import annotations
 
-import codecs
 import os
 import signal
 import subprocess
@@ -82,23 +82,6 @@ def _run(cmd: str, merge_stderr: bool, on_out, on_err):
         if isinstance(e, KeyboardInterrupt):
             raise KeyboardInterrupt from None  # without the gevent frames of the wait
         raise
-
-
-def run_streaming(cmd: str) -> int:
-    """Run `cmd`, copying its output to sys.stdout/sys.stderr as it comes; return its status
-    (negative signal number when killed by a signal, as IPython reports it)."""
-    __tracebackhide__ = True  # noqa: F841
-    # incremental decoders: a chunk may end in the middle of a UTF-8 character
-    out_dec = codecs.getincrementaldecoder("utf-8")("replace")
-    err_dec = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def out(b):
-        sys.stdout.write(out_dec.decode(b))
-
-    def err(b):
-        sys.stderr.write(err_dec.decode(b))
-
-    return _run(cmd, False, out, err)
 
 
 def capture_command(cmd: str) -> str:

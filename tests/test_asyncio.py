@@ -110,3 +110,36 @@ def test_interrupt_await_cell_keeps_background_tasks(kernel):
     drain(kc)
     _, msgs = run(kc, "await asyncio.sleep(0.2)\nprint(bg.done())\nbg.cancel()")
     assert stream_text(msgs) == "False\n", name
+
+
+COMM_TASKS = """
+import asyncio
+def _aio_target(comm, open_msg):
+    def on_msg(msg):
+        async def later(tag):
+            await asyncio.sleep(0.2)
+            print('task from', tag)
+        asyncio.get_running_loop().create_task(later(msg['content']['data']['tag']))
+        print('handler ran')
+    comm.on_msg(on_msg)
+get_ipython().kernel.comm_manager.register_target('aio-tasks', _aio_target)
+"""
+
+
+def test_tasks_made_by_a_comm_handler_print_into_its_message(kernel):
+    """As on ipykernel: a task a comm message's handler creates belongs to that message, even
+    when it prints after a later cell started."""
+    import uuid
+
+    name, kc = kernel
+    run(kc, COMM_TASKS)
+    drain(kc)
+    comm_id = uuid.uuid4().hex
+    kc.shell_channel.send(kc.session.msg("comm_open", {"comm_id": comm_id,
+                                                       "target_name": "aio-tasks", "data": {}}))
+    msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"tag": "m1"}})
+    kc.shell_channel.send(msg)
+    cell = kc.execute("import time; time.sleep(0.5); print('cell')")
+    by_parent = text_by_parent(gather(kc, 2.0))
+    assert by_parent.get(msg["header"]["msg_id"]) == "handler ran\ntask from m1\n", (name, by_parent)
+    assert by_parent.get(cell) == "cell\n", (name, by_parent)

@@ -325,7 +325,7 @@ def test_exception_breakpoints_stop_only_in_user_code(dbg):
     d.ok("configurationDone")
     # the kernel's own exceptions (gevent, zmq, IPython) never stop or freeze it
     reply, msgs = execute(d.kc, "print('hello')\n!echo shell\n", timeout=20)
-    assert reply["content"]["status"] == "ok" and stdout_of(msgs) == "hello\nshell\n"
+    assert reply["content"]["status"] == "ok" and stdout_of(msgs) == "hello\nshell\r\n"
     code = "def g():\n    raise ValueError('boom')\ng()\n"
     path = d.ok("dumpCell", {"code": code})["sourcePath"]
     msg_id = d.kc.execute(code)

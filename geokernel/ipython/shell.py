@@ -7,13 +7,15 @@ from contextlib import contextmanager
 
 from IPython.core import page
 from IPython.core.interactiveshell import InteractiveShell, InteractiveShellABC
-from traitlets import Any, Bool, Type
+from traitlets import Any, Bool, Type, validate
 
 from .. import threads
 from ..debugger.cell_files import CellCompiler
-from ..subprocesses import capture_command, run_streaming
+from ..subprocesses import capture_command
+from ..system_pty import run_on_pty
 from .display import KernelDisplayHook, KernelDisplayPublisher
 from .history import ThreadlessHistoryManager
+from .kernel_api import KernelAPI
 
 
 def _unlink_kernel_frames(tb) -> None:
@@ -67,7 +69,7 @@ class KernelShell(InteractiveShell):
     display_pub_class = Type(KernelDisplayPublisher)
     compiler_class = Type(CellCompiler)  # cell file names the debugger can compute
     output = Any(None)  # the interpreter: publish_execute_result/publish_display/publish_error
-    kernel = Any(None)  # what libraries look up as get_ipython().kernel
+    kernel = Any(None)  # what libraries look up as get_ipython().kernel (a KernelAPI)
     keepkernel_on_exit = Bool(False)
     _shown_error = None  # (exception, error content) of the last traceback published
     displayhook_error = False  # a traceback was shown while Out[n] was being formatted
@@ -76,11 +78,29 @@ class KernelShell(InteractiveShell):
     readline_use = Bool(False)
     autoindent = Bool(False)
 
+    def __repr__(self) -> str:
+        # honest about whose shell this is, whatever __module__ says (see the end of the file)
+        return f"<geokernel.ipython.shell.ZMQInteractiveShell object at {id(self):#x}>"
+
+    @validate("kernel")
+    def _wrap_kernel(self, proposal):
+        # the dispatcher behind ipykernel's kernel attributes (session, iopub_socket, ...)
+        kernel = proposal["value"]
+        if kernel is None or isinstance(kernel, KernelAPI):
+            return kernel
+        return KernelAPI(kernel, self)
+
     def init_instance_attrs(self):
         super().init_instance_attrs()
         # tqdm and others look for this config section to tell a kernel from a terminal
         if "IPKernelApp" not in self.config:
             self.config.IPKernelApp.geokernel = True
+
+    def init_magics(self):
+        super().init_magics()
+        from .magics import KernelMagics
+
+        self.register_magics(KernelMagics)  # ipykernel's %edit, %clear, %connect_info...
 
     def init_history(self):
         self.history_manager = ThreadlessHistoryManager(shell=self, parent=self)
@@ -96,13 +116,18 @@ class KernelShell(InteractiveShell):
 
     # ---- parents (ipykernel 7's API; the policy lives in geokernel/threads.py) ---------------
     def get_parent(self) -> dict:
-        """The request the calling thread's outputs go to (ipywidgets' Output widget asks)."""
+        """The request the calling thread's outputs go to (ipywidgets' Output widget asks), as
+        the full message dict ipykernel returns (header, content, metadata, msg_id...)."""
         policy = threads.policy()
         if policy is not None:
-            return policy.get_parent()
+            header = policy.get_parent().get("header") or {}
+            return self.kernel.parent_for(header) if self.kernel is not None else \
+                policy.get_parent()
         return self.kernel.get_parent() if self.kernel is not None else {}
 
     def set_parent(self, parent: dict) -> None:
+        if self.kernel is not None:
+            self.kernel.remember_parent(parent)
         policy = threads.policy()
         if policy is not None:
             policy.set_parent(parent)
@@ -176,7 +201,14 @@ class KernelShell(InteractiveShell):
         __tracebackhide__ = True  # noqa: F841
         if cmd.rstrip().endswith("&"):
             raise OSError("Background processes are not supported.")
-        self.user_ns["_exit_code"] = run_streaming(self.var_expand(cmd, depth=1))
+        # on a pty, as ipykernel does (geokernel/system_pty.py); the status goes to _exit_code
+        # rather than being returned (a returned value would be displayed as Out[n])
+        exit_code = run_on_pty(self.var_expand(cmd, depth=1))
+        self.user_ns["_exit_code"] = exit_code
+        if self.system_raise_on_error and exit_code != 0:
+            from subprocess import CalledProcessError
+
+            raise CalledProcessError(exit_code, cmd)
 
     system = system_piped
 
@@ -189,5 +221,10 @@ class KernelShell(InteractiveShell):
         return SList(out.splitlines()) if split else LSString(out)
 
 
+# Named as ipykernel's shell, module included: libraries tell a notebook frontend from a terminal
+# by these (rich and pandas by the name; plotly's default renderer also wants the module to
+# start with "ipykernel.", else it adds ~4 MB of plotly.js HTML to the first figure). The module
+# is not in sys.modules: inspect and jedi find nothing for the class (no import is attempted).
 KernelShell.__name__ = KernelShell.__qualname__ = "ZMQInteractiveShell"
+KernelShell.__module__ = "ipykernel.zmqshell"
 InteractiveShellABC.register(KernelShell)
