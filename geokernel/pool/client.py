@@ -70,14 +70,15 @@ class Zygote:
 
     def fork(self, argv: list[str], env: dict, cwd: str | None, fds: list[int],
              owner: int | None = None) -> tuple[int, int]:
-        """A new kernel process: (pid, pidfd). fds = [stdin, stdout, stderr] (not closed)."""
+        """A new kernel process: (pid, pidfd). fds = [stdin, stdout, stderr] (not closed);
+        owner: the process whose death ends the kernel (None: none, an independent kernel)."""
         with self._lock:
             self._next_id += 1
             request_id = self._next_id
             try:
                 protocol.send(self._sock, {"op": "fork", "id": request_id, "argv": argv,
                                            "env": env, "cwd": cwd,
-                                           "owner": os.getpid() if owner is None else owner},
+                                           "owner": owner},
                               fds)
             except OSError as e:
                 self.closed = True

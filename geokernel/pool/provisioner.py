@@ -53,9 +53,15 @@ class PoolProvisioner(LocalProvisioner):
         return self.pidfd is not None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
+        cmd = [os.path.expanduser(s) for s in cmd]
         args = _entry_args(cmd)
         env = dict(kwargs.get("env") or os.environ)
         cwd = str(kwargs.get("cwd") or os.getcwd())
+        # as jupyter_client's launcher: a kernel that is not `independent` watches this
+        # process and ends with it (the zygote does not count: it is only the fork's parent)
+        owner = None if kwargs.get("independent") else os.getpid()
+        if owner is not None:
+            env["JPY_PARENT_PID"] = str(owner)
         self.zygote = await asyncio.to_thread(zygote_for, cmd[0], env, cwd)
         opened = []
         fds = []
@@ -67,7 +73,7 @@ class PoolProvisioner(LocalProvisioner):
                 fds.append(fd)
                 if mine:
                     opened.append(fd)
-            pid, pidfd = await asyncio.to_thread(self.zygote.fork, args, env, cwd, fds)
+            pid, pidfd = await asyncio.to_thread(self.zygote.fork, args, env, cwd, fds, owner)
         finally:
             for fd in opened:
                 os.close(fd)
