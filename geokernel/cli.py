@@ -72,9 +72,10 @@ def _check_env() -> None:
             _fail(f"GEOKERNEL_TICK_MS={tick!r}: a positive number of milliseconds", 2)
 
 
-def main(argv=None, parent_pid: int | None = None) -> None:
+def main(argv=None, parent_pid: int | None = None, warm_completer: bool = True) -> None:
     """parent_pid: the process whose death ends the kernel (default: the launching process;
-    a pooled kernel's is the provisioner's process, not the zygote that forked it)."""
+    a pooled kernel's is the provisioner's process, not the zygote that forked it);
+    warm_completer: warm jedi in idle time (ipython/warmup.py; a zygote did it already)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "install":
         return _install(argv[1:])
@@ -93,9 +94,11 @@ def main(argv=None, parent_pid: int | None = None) -> None:
     log_level = _log_level(os.environ.get("GEOKERNEL_LOG_LEVEL", "WARNING"), "GEOKERNEL_LOG_LEVEL")
     connection_file = _connection_file_only(argv)
     if connection_file is not None:
-        return run_kernel(connection_file, log_level, parent_pid=parent_pid)
+        return run_kernel(connection_file, log_level, parent_pid=parent_pid,
+                          warm_completer=warm_completer)
     args, options = _parse_kernel_args(argv, log_level)
-    run_kernel(args.connection_file, args.log_level, options, parent_pid=parent_pid)
+    run_kernel(args.connection_file, args.log_level, options, parent_pid=parent_pid,
+               warm_completer=warm_completer)
 
 
 def _parse_kernel_args(argv, log_level):
@@ -209,10 +212,11 @@ def _setup_logging(log_level: str) -> None:
 
 
 def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict | None = None,
-               watch_parent: bool = True, parent_pid: int | None = None) -> None:
+               watch_parent: bool = True, parent_pid: int | None = None,
+               warm_completer: bool = True) -> None:
     """options: the IPython profile options (see _parse_kernel_args), applied when IPython loads;
     watch_parent: exit when the launching process (or `parent_pid`) dies (off for `geokernel
-    launch`)."""
+    launch`); warm_completer: see main."""
     t0 = time.perf_counter()
     _setup_logging(log_level)
     from .connection import ConnectionFileError, load_connection_file
@@ -268,7 +272,8 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
     # IPython (~100 ms) loads on first need or right after the hub's first turn, so the
     # kernel answers kernel_info (is "ready") without waiting for it
     kernel.static_kernel_info = ipython_info.kernel_info
-    kernel.load_interpreter = lambda: _load_interpreter(kernel, publisher, options)
+    kernel.load_interpreter = lambda: _load_interpreter(kernel, publisher, options,
+                                                        warm_completer and info.ports)
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the tick's handler is installed
@@ -285,7 +290,8 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
     _finish(kernel, transport, publisher)
 
 
-def _load_interpreter(kernel, publisher, options=None):
+def _load_interpreter(kernel, publisher, options=None, warm_ports=None):
+    """warm_ports: the kernel's ports, to warm the completer while idle (None: do not)."""
     from .interrupts import ExecutionTick
     from .ipython.interpreter import IPythonInterpreter
     from .ipython.profile import load_profile, put_cwd_on_path
@@ -312,6 +318,10 @@ def _load_interpreter(kernel, publisher, options=None):
 
     install_debugger(kernel, interp, publisher, tick)
     _run_profile_startup(interp.shell, publisher, profile)
+    if warm_ports and os.environ.get("GEOKERNEL_WARM_COMPLETER", "1") != "0":
+        from .ipython import warmup  # GEOKERNEL_WARM_COMPLETER=0 turns it off (to compare)
+
+        kernel.completer_warmup = warmup.start(kernel, interp.shell, warm_ports)
     return interp
 
 

@@ -213,6 +213,7 @@ def _run(argv: list[str], owner) -> int:
 
     # what `python -m geokernel` would have in sys.argv[0]
     sys.argv = [os.path.join(os.path.dirname(cli.__file__), "__main__.py")] + argv
-    cli.main(argv, parent_pid=owner if isinstance(owner, int) else None)
+    # jedi is warm already (warm.py); warming it again would copy its shared pages
+    cli.main(argv, parent_pid=owner if isinstance(owner, int) else None, warm_completer=False)
     return 0
 

@@ -1,0 +1,153 @@
+"""Warm IPython's completer (and jedi under it) while the kernel is idle, so the user's first
+completion does not pay jedi's first inference of builtins (~0.4-0.9 s, longer than JupyterLab
+waits for a completion reply on a busy machine).
+
+Never in the way: the warm-up starts only after the interpreter is loaded and the kernel has
+been idle for `idle_for` seconds, runs one short completion at a time, and gives up a step the
+moment a request arrives: a POSIX timer (a real-time signal the kernel reserves, SIGRTMIN+14)
+fires every `check_every` seconds during a step, and its handler raises `_Aborted` into the
+step when one of the kernel's sockets (heartbeat excepted) is readable. The step is retried
+after the next idle period. jedi cannot yield in the middle of an inference (and must not be
+re-entered by a real completion), so aborting, not yielding, is what keeps a request's wait
+under `check_every`. Pooled kernels skip this: their zygote warmed jedi before the fork.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import stat
+
+import gevent
+
+log = logging.getLogger("geokernel.warmup")
+
+# what a first completion in a notebook typically asks: module names, builtins, attributes
+CODES = ("import o", "pri", "import os; os.pa", "'abc'.st")
+
+
+class _Aborted(BaseException):
+    """A request arrived during a warm-up step (BaseException: jedi's `except Exception`
+    handlers must not swallow it)."""
+
+
+def request_sockets(ports: dict, skip=("hb",)) -> list[int]:
+    """The kernel's own listening and connected TCP sockets (their local port is a kernel
+    port), except the heartbeat's (clients ping it on a timer; that is no request)."""
+    wanted = {p for ch, p in ports.items() if ch not in skip}
+    fds = []
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return fds
+    for name in names:
+        fd = int(name)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            s = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        try:
+            local = s.getsockname()
+            if isinstance(local, tuple) and len(local) >= 2 and local[1] in wanted:
+                fds.append(fd)
+        except OSError:
+            pass
+        finally:
+            s.detach()
+    return fds
+
+
+class CompleterWarmup:
+    def __init__(self, kernel, completer, ports: dict, codes=CODES, idle_for: float = 0.5,
+                 check_every: float = 0.005, signo: int | None = None):
+        self.kernel, self.completer, self.ports, self.codes = kernel, completer, ports, codes
+        self.idle_for, self.check_every = idle_for, check_every
+        self.signo = signal.SIGRTMIN + 14 if signo is None else signo
+        self.done = None  # a gevent Event, set when the warm-up ended (done or not possible)
+        self.aborted = 0  # steps given up because a request came (for tests and logs)
+        self._fds: list[int] = []
+        self._active = None  # the greenlet running a step, while the timer is armed
+
+    def start(self):
+        import gevent.event
+
+        self.done = gevent.event.Event()
+        return gevent.spawn(self._run)
+
+    def _idle(self) -> bool:
+        if self.kernel.executing:
+            return False
+        self._fds = request_sockets(self.ports)
+        try:
+            return not select.select(self._fds, [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
+
+    def _run(self) -> None:
+        from ..posix_timer import PosixTimer
+
+        if not request_sockets(self.ports):  # (an ipc transport): no way to see a request come
+            self.done.set()
+            return
+        try:
+            timer = PosixTimer(self.signo)
+            previous = signal.signal(self.signo, self._on_timer)
+        except (OSError, ValueError) as e:  # no way to abort a step: do not risk a delay
+            log.info("no completer warm-up: %s", e)
+            self.done.set()
+            return
+        try:
+            for code in self.codes:
+                while True:
+                    gevent.sleep(self.idle_for)
+                    if not self._idle():
+                        continue
+                    if self._step(code, timer):
+                        break
+                    self.aborted += 1
+        finally:
+            timer.disarm()
+            timer.close()
+            signal.signal(self.signo, previous)
+            self.done.set()
+
+    def _step(self, code: str, timer) -> bool:
+        from IPython.core.completer import provisionalcompleter
+
+        self._fds = request_sockets(self.ports)
+        self._active = gevent.getcurrent()
+        try:
+            timer.arm(self.check_every, self.check_every)
+            try:
+                with provisionalcompleter():
+                    list(self.completer.completions(code, len(code)))
+            finally:
+                timer.disarm()
+                self._active = None
+        except _Aborted:
+            return False
+        except Exception:  # a warm-up failing is no error of the user's
+            log.debug("completer warm-up of %r failed", code, exc_info=True)
+        return True
+
+    def _on_timer(self, signum, frame) -> None:
+        if self._active is None or gevent.getcurrent() is not self._active:
+            return
+        try:
+            readable, _, _ = select.select(self._fds, [], [], 0)
+        except (OSError, ValueError):
+            readable = True
+        if readable:
+            self._active = None
+            raise _Aborted()
+
+
+def start(kernel, shell, ports: dict) -> CompleterWarmup:
+    """Warm `shell`'s completer in the kernel's idle time (see the module's doc)."""
+    warmup = CompleterWarmup(kernel, shell.Completer, ports)
+    warmup.start()
+    return warmup
