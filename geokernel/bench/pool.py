@@ -87,46 +87,82 @@ def _complete_ms(kc, code: str, timeout: float) -> float:
     return ms
 
 
-def measure(name: str, n: int, settle: float = 2.0, timeout: float = 60.0,
-            progress=lambda text: None) -> dict:
-    """Start `n` kernels of kernelspec `name` one after another; returns the figures."""
-    started, ready, first, median = [], [], [], []
+def _prestart(name: str) -> float | None:
+    """For a pooled kernelspec: start its zygote ahead of time (as a server would at start-up)
+    and return how long that took; the kernels' start-up is then the steady state."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
     from ..pool import client as pool
 
+    spec = KernelSpecManager().get_kernel_spec(name)
+    provisioner = spec.metadata.get("kernel_provisioner", {}).get("provisioner_name")
+    if provisioner != "geokernel-pool":
+        return None
+    python = sys.executable if spec.argv[0] in ("python", "python3") else spec.argv[0]
+    t0 = time.perf_counter()
+    pool.prestart(python, {**os.environ, **(spec.env or {})})
+    return (time.perf_counter() - t0) * 1000
+
+
+def _memory(started, zygotes_before) -> tuple[list, list]:
+    from ..pool import client as pool
+
+    kernel_pids = [p for km, _ in started for p in _tree(km.provisioner.pid)]
+    zygote_pids = [z.pid for z in pool.zygotes() if z.pid not in zygotes_before]
+    return [smaps_rollup_kb(p) for p in kernel_pids], [smaps_rollup_kb(p) for p in zygote_pids]
+
+
+def _memory_figures(kernels_mem, zygote_mem, n: int, suffix: str) -> dict:
+    pss_total = sum(m.get("Pss", 0) for m in kernels_mem + zygote_mem) / 1024
+    rss = [m.get("Rss", 0) / 1024 for m in kernels_mem]
+    per_kernel = pss_total / n
+    return {f"pss_total{suffix}_mb": pss_total, f"pss_per_kernel{suffix}_mb": per_kernel,
+            f"rss_per_kernel{suffix}_mb": statistics.mean(rss) if rss else None,
+            f"zygote_pss{suffix}_mb": (sum(m.get("Pss", 0) for m in zygote_mem) / 1024
+                                       if zygote_mem else None),
+            f"fit_512mib{suffix}": int(LIMIT_MIB // per_kernel) if per_kernel else None}
+
+
+def measure(name: str, n: int, settle: float = 2.0, timeout: float = 60.0, fresh: int = 3,
+            progress=lambda text: None) -> dict:
+    """Start `n` kernels of kernelspec `name` one after another and keep them; measure their
+    memory idle (never asked anything), then ask each for completions (its first one after
+    the kernel has been idle a while: what a user who types before pressing Tab meets) and
+    measure again; then start `fresh` more, one at a time, each asked at once after ready."""
+    from ..pool import client as pool
+
+    started, ready, first_idle, median, first_fresh = [], [], [], [], []
     zygotes_before = {z.pid for z in pool.zygotes()}
+    out = {"n": n, "zygote_start_ms": _prestart(name)}
     try:
         for i in range(n):
             t0 = time.perf_counter()
-            km, kc = _start(name, timeout)
+            started.append(_start(name, timeout))
             ready.append((time.perf_counter() - t0) * 1000)
-            started.append((km, kc))
-            times = [_complete_ms(kc, code, timeout) for code in COMPLETIONS]
-            first.append(times[0])
-            median.append(statistics.median(times))
             if (i + 1) % 5 == 0 or i + 1 == n:
                 progress(f"    {name}: {i + 1}/{n} started (last ready in {ready[-1]:.0f} ms)")
-        time.sleep(settle)  # let start-up garbage settle, as an idle hub would
-        kernel_pids = [p for km, _ in started for p in _tree(km.provisioner.pid)]
-        zygote_pids = [z.pid for z in pool.zygotes() if z.pid not in zygotes_before]
-        kernels_mem = [smaps_rollup_kb(p) for p in kernel_pids]
-        zygote_mem = [smaps_rollup_kb(p) for p in zygote_pids]
+        time.sleep(settle)  # let start-up settle, as on an idle hub
+        out.update(_memory_figures(*_memory(started, zygotes_before), n, "_idle"))
+        for _, kc in started:
+            times = [_complete_ms(kc, code, timeout) for code in COMPLETIONS]
+            first_idle.append(times[0])
+            median.append(statistics.median(times))
+        time.sleep(settle)
+        out.update(_memory_figures(*_memory(started, zygotes_before), n, ""))
     finally:
         _stop_all(started)
-    pss_total = (sum(m.get("Pss", 0) for m in kernels_mem + zygote_mem)) / 1024
-    rss_kernels = [m.get("Rss", 0) / 1024 for m in kernels_mem]
-    per_kernel = pss_total / n
-    return {
-        "start_ready_ms": statistics.median(ready),
-        "complete_first_ms": statistics.median(first),
-        "complete_ms": statistics.median(median),
-        "pss_total_mb": pss_total,
-        "pss_per_kernel_mb": per_kernel,
-        "rss_per_kernel_mb": statistics.mean(rss_kernels) if rss_kernels else None,
-        "zygote_pss_mb": sum(m.get("Pss", 0) for m in zygote_mem) / 1024 if zygote_pids else None,
-        "fit_512mib": int(LIMIT_MIB // per_kernel) if per_kernel else None,
-        "n": n,
-        "_ready_ms": ready, "_first_ms": first,
-    }
+    for _ in range(fresh):
+        one = [_start(name, timeout)]
+        try:
+            first_fresh.append(_complete_ms(one[0][1], COMPLETIONS[0], timeout))
+        finally:
+            _stop_all(one)
+    out.update({"start_ready_ms": statistics.median(ready),
+                "complete_first_ms": statistics.median(first_fresh) if first_fresh else None,
+                "complete_first_idle_ms": statistics.median(first_idle),
+                "complete_ms": statistics.median(median),
+                "_ready_ms": ready, "_first_idle_ms": first_idle, "_first_fresh_ms": first_fresh})
+    return out
 
 
 def _stop_all(started) -> None:
@@ -145,14 +181,22 @@ def _stop_all(started) -> None:
 
 
 ROWS = [  # key, label, unit, format
-    ("start_ready_ms", "start -> ready through jupyter_client (median)", "ms", "{:.0f}"),
-    ("complete_first_ms", "first completion after start (median over kernels)", "ms", "{:.0f}"),
+    ("zygote_start_ms", "zygote start + warm-up (once, ahead of the kernels)", "ms", "{:.0f}"),
+    ("start_ready_ms", "start -> ready through jupyter_client (median of {n})", "ms", "{:.0f}"),
+    ("complete_first_ms", "first completion, asked right after ready (median of 3)", "ms",
+     "{:.0f}"),
+    ("complete_first_idle_ms", "first completion, asked after >= 2 s idle (median)", "ms",
+     "{:.0f}"),
     ("complete_ms", "completion latency (median of 6, median over kernels)", "ms", "{:.1f}"),
-    ("pss_total_mb", "PSS of all {n} kernels (+ zygote), summed", "MiB", "{:.0f}"),
-    ("pss_per_kernel_mb", "PSS per kernel (sum / {n})", "MiB", "{:.1f}"),
-    ("rss_per_kernel_mb", "RSS per kernel process (mean)", "MiB", "{:.1f}"),
-    ("zygote_pss_mb", "zygote PSS (in the sum)", "MiB", "{:.1f}"),
-    ("fit_512mib", "kernels that fit in 512 MiB (by PSS per kernel)", "", "{:.0f}"),
+    ("pss_total_idle_mb", "idle: PSS of all {n} kernels (+ zygote), summed", "MiB", "{:.0f}"),
+    ("pss_per_kernel_idle_mb", "idle: PSS per kernel (sum / {n})", "MiB", "{:.1f}"),
+    ("rss_per_kernel_idle_mb", "idle: RSS per kernel process (mean)", "MiB", "{:.1f}"),
+    ("zygote_pss_idle_mb", "idle: zygote PSS (in the sum)", "MiB", "{:.1f}"),
+    ("fit_512mib_idle", "idle: kernels that fit in 512 MiB (by PSS)", "", "{:.0f}"),
+    ("pss_total_mb", "after completions: PSS of all {n} (+ zygote)", "MiB", "{:.0f}"),
+    ("pss_per_kernel_mb", "after completions: PSS per kernel", "MiB", "{:.1f}"),
+    ("rss_per_kernel_mb", "after completions: RSS per kernel process", "MiB", "{:.1f}"),
+    ("fit_512mib", "after completions: kernels that fit in 512 MiB", "", "{:.0f}"),
 ]
 
 
@@ -175,14 +219,15 @@ def table(results: dict, kernels: list[str], n: int) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    ratio = ""
-    b = base.get("rss_per_kernel_mb")
-    for k in kernels[1:]:
-        pss = results.get(k, {}).get("pss_per_kernel_mb")
-        if b and pss:
-            ratio += f"; {k} PSS per kernel = {pss / b:.2f}x {kernels[0]}'s RSS per kernel"
     lines.append(f"({n} kernels of each kind, started one after another; ratios vs "
-                 f"{kernels[0]}{ratio})")
+                 f"{kernels[0]})")
+    for suffix, when in (("_idle", "idle"), ("", "after completions")):
+        b = base.get(f"rss_per_kernel{suffix}_mb")
+        for k in kernels[1:]:
+            pss = results.get(k, {}).get(f"pss_per_kernel{suffix}_mb")
+            if b and pss:
+                lines.append(f"{when}: {k} PSS per kernel = {pss / b:.2f}x {kernels[0]}'s RSS "
+                             "per kernel")
     return "\n".join(lines)
 
 
