@@ -22,7 +22,8 @@ SUBCOMMANDS = {
     "bench": "compare kernels side by side (geokernel bench --help)",
     "launch": "Enterprise Gateway launcher: start a remote kernel (geokernel launch --help)",
 }
-ENV_CHOICES = {"GEOKERNEL_TRANSPORT": ("zmtp", "zmq")}
+ENV_CHOICES = {"GEOKERNEL_TRANSPORT": ("zmtp", "zmq"),
+               "GEOKERNEL_WARM_COMPLETER": ("execute", "start", "0", "off", "no")}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -318,10 +319,13 @@ def _load_interpreter(kernel, publisher, options=None, warm_ports=None):
 
     install_debugger(kernel, interp, publisher, tick)
     _run_profile_startup(interp.shell, publisher, profile)
-    if warm_ports and os.environ.get("GEOKERNEL_WARM_COMPLETER", "1") != "0":
-        from .ipython import warmup  # GEOKERNEL_WARM_COMPLETER=0 turns it off (to compare)
+    when = os.environ.get("GEOKERNEL_WARM_COMPLETER", "execute").lower()
+    if warm_ports and when not in ("0", "off", "no"):
+        # jedi warmed in idle time: after the first cell (default) or =start; =0: never
+        from .ipython import warmup
 
-        kernel.completer_warmup = warmup.start(kernel, interp.shell, warm_ports)
+        kernel.completer_warmup = warmup.start(kernel, interp.shell, warm_ports,
+                                               after="start" if when == "start" else "execute")
     return interp
 
 

@@ -83,10 +83,17 @@ def _value(kc, expr):
     return json.loads(stdout_of(msgs))
 
 
-def test_a_started_kernel_warms_its_completer_while_idle():
+def test_a_started_kernel_warms_its_completer_after_its_first_cell(tmp_path):
     km, kc = start_kernel()
     try:
-        # the first execute is answered at once (the warm-up waits for idle time)
+        # before any cell (a silent execute does not count, as IPython's post_run_cell):
+        # nothing started, so a kernel nobody uses stays small
+        seen = tmp_path / "state"
+        reply, _ = execute(kc, f"open({str(seen)!r}, 'w').write(repr("
+                               "get_ipython().kernel.completer_warmup.done))", silent=True)
+        assert reply["content"]["status"] == "ok"
+        assert seen.read_text() == "None"
+        # the first cell is answered at once (the warm-up waits for idle time after it)
         assert _value(kc, "1 + 1") == 2
         state = "get_ipython().kernel.completer_warmup"
         deadline = time.monotonic() + 120

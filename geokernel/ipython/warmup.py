@@ -2,6 +2,11 @@
 completion does not pay jedi's first inference of builtins (~0.4-0.9 s, longer than JupyterLab
 waits for a completion reply on a busy machine).
 
+When: after the first cell has run (`after="execute"`, the default), so a kernel nobody uses
+(a hub's idle kernels) stays small: the warmed completer holds ~30-40 MiB of jedi's inference
+state per kernel; `after="start"` (GEOKERNEL_WARM_COMPLETER=start) warms right after start-up,
+GEOKERNEL_WARM_COMPLETER=0 never.
+
 Never in the way: the warm-up starts only after the interpreter is loaded and the kernel has
 been idle for `idle_for` seconds, runs one short completion at a time, and gives up a step the
 moment a request arrives: a POSIX timer (a real-time signal the kernel reserves, SIGRTMIN+14)
@@ -146,8 +151,21 @@ class CompleterWarmup:
             raise _Aborted()
 
 
-def start(kernel, shell, ports: dict) -> CompleterWarmup:
+WHEN = ("execute", "start")
+
+
+def start(kernel, shell, ports: dict, after: str = "execute") -> CompleterWarmup:
     """Warm `shell`'s completer in the kernel's idle time (see the module's doc)."""
+    if after not in WHEN:
+        raise ValueError(f"after={after!r}: one of {WHEN}")
     warmup = CompleterWarmup(kernel, shell.Completer, ports)
-    warmup.start()
+    if after == "start":
+        warmup.start()
+        return warmup
+
+    def first_cell_ran(*args):  # IPython's post_run_cell: no timer, no wake-up until then
+        shell.events.unregister("post_run_cell", first_cell_ran)
+        warmup.start()
+
+    shell.events.register("post_run_cell", first_cell_ran)
     return warmup

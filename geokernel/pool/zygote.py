@@ -34,6 +34,14 @@ def main(argv=None) -> None:
         raise SystemExit(2)
     control = socket.socket(fileno=int(argv[0]))
     owner = os.getppid()
+    if os.environ.get("GEOKERNEL_POOL_CGROUP"):  # before any import: v1 charges stay put
+        from .cgroup import CgroupError, join
+
+        try:
+            join(os.environ["GEOKERNEL_POOL_CGROUP"])
+        except CgroupError as e:
+            protocol.send(control, {"op": "failed", "error": str(e)})
+            raise SystemExit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C at the server's terminal: not ours
     # what process_setup gives a kernel, before matplotlib (if preloaded) reads it
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
