@@ -73,10 +73,12 @@ def _check_env() -> None:
             _fail(f"GEOKERNEL_TICK_MS={tick!r}: a positive number of milliseconds", 2)
 
 
-def main(argv=None, parent_pid: int | None = None, warm_completer: bool = True) -> None:
+def main(argv=None, parent_pid: int | None = None, warm_completer: bool = True,
+         on_listening=None) -> None:
     """parent_pid: the process whose death ends the kernel (default: the launching process;
     a pooled kernel's is the provisioner's process, not the zygote that forked it);
-    warm_completer: warm jedi in idle time (ipython/warmup.py; a zygote did it already)."""
+    warm_completer: warm jedi in idle time (ipython/warmup.py; a zygote did it already);
+    on_listening: called once the kernel's sockets are bound (a pool's ready signal)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "install":
         return _install(argv[1:])
@@ -96,10 +98,10 @@ def main(argv=None, parent_pid: int | None = None, warm_completer: bool = True) 
     connection_file = _connection_file_only(argv)
     if connection_file is not None:
         return run_kernel(connection_file, log_level, parent_pid=parent_pid,
-                          warm_completer=warm_completer)
+                          warm_completer=warm_completer, on_listening=on_listening)
     args, options = _parse_kernel_args(argv, log_level)
     run_kernel(args.connection_file, args.log_level, options, parent_pid=parent_pid,
-               warm_completer=warm_completer)
+               warm_completer=warm_completer, on_listening=on_listening)
 
 
 def _parse_kernel_args(argv, log_level):
@@ -214,7 +216,7 @@ def _setup_logging(log_level: str) -> None:
 
 def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict | None = None,
                watch_parent: bool = True, parent_pid: int | None = None,
-               warm_completer: bool = True) -> None:
+               warm_completer: bool = True, on_listening=None) -> None:
     """options: the IPython profile options (see _parse_kernel_args), applied when IPython loads;
     watch_parent: exit when the launching process (or `parent_pid`) dies (off for `geokernel
     launch`); warm_completer: see main."""
@@ -247,6 +249,8 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
         transport.bind()
     except TransportError as e:
         _fail(str(e))
+    if on_listening is not None:
+        on_listening()
     if watch_parent:
         _watch_parent(parent=parent_pid)
     _process_setup()

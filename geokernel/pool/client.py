@@ -70,7 +70,8 @@ class Zygote:
 
     def fork(self, argv: list[str], env: dict, cwd: str | None, fds: list[int],
              owner: int | None = None) -> tuple[int, int]:
-        """A new kernel process: (pid, pidfd). fds = [stdin, stdout, stderr] (not closed);
+        """A new kernel process: (pid, pidfd). fds = [stdin, stdout, stderr] and optionally a
+        pipe's write end the kernel writes a byte to once it listens (none is closed here);
         owner: the process whose death ends the kernel (None: none, an independent kernel)."""
         with self._lock:
             self._next_id += 1

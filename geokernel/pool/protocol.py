@@ -2,7 +2,8 @@
 pair (message boundaries are kept, and file descriptors travel with a message as SCM_RIGHTS).
 
 provisioner -> zygote: {"op": "fork", "id": n, "argv": [...], "env": {...}, "cwd": "...",
-                        "owner": pid} with fds [stdin, stdout, stderr]
+                        "owner": pid} with fds [stdin, stdout, stderr(, ready)]: the kernel
+                        writes one byte to `ready` once it listens on its ports
 zygote -> provisioner: {"op": "ready", "pid": zygote_pid, "warm": {...}} once, at start;
                        {"op": "forked", "id": n, "pid": kernel_pid} with fds [pidfd];
                        {"op": "error", "id": n, "error": "..."};

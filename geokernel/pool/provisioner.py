@@ -22,6 +22,7 @@ from jupyter_client.provisioning import LocalProvisioner
 from .client import ZygoteError, zygote_for
 
 UNKNOWN_EXIT = 1  # the return code when the zygote died before it could tell us
+LISTEN_TIMEOUT = 5.0  # seconds launch_kernel waits for a forked kernel to listen
 
 
 def _entry_args(cmd: list[str]) -> list[str]:
@@ -63,7 +64,8 @@ class PoolProvisioner(LocalProvisioner):
         if owner is not None:
             env["JPY_PARENT_PID"] = str(owner)
         self.zygote = await asyncio.to_thread(zygote_for, cmd[0], env, cwd)
-        opened = []
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        opened = [ready_w]
         fds = []
         try:
             for stream, default, mode in ((subprocess.DEVNULL, 0, os.O_RDONLY),
@@ -73,7 +75,11 @@ class PoolProvisioner(LocalProvisioner):
                 fds.append(fd)
                 if mine:
                     opened.append(fd)
+            fds.append(ready_w)
             pid, pidfd = await asyncio.to_thread(self.zygote.fork, args, env, cwd, fds, owner)
+        except BaseException:
+            os.close(ready_r)
+            raise
         finally:
             for fd in opened:
                 os.close(fd)
@@ -81,7 +87,26 @@ class PoolProvisioner(LocalProvisioner):
         self.pidfd = pidfd
         self.returncode = None
         self.cwd = cwd
+        try:
+            await self._until_listening(ready_r)
+        finally:
+            os.close(ready_r)
         return self.connection_info
+
+    async def _until_listening(self, ready_fd: int) -> None:
+        """Return once the forked kernel listens on its ports (it writes to `ready_fd` right
+        after binding; EOF if it exited first), so a client that connects right away is not
+        refused and left to libzmq's 100 ms reconnect interval. Gives up quietly after
+        LISTEN_TIMEOUT (the client's own retries then apply)."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.add_reader(ready_fd, lambda: done.done() or done.set_result(None))
+        try:
+            await asyncio.wait_for(done, LISTEN_TIMEOUT)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(ready_fd)
 
     def _exited(self) -> bool:
         if self.pidfd is None:

@@ -54,7 +54,6 @@ def main(argv=None) -> None:
     except warm.ThreadStarted as e:
         protocol.send(control, {"op": "failed", "error": str(e)})
         raise SystemExit(1)
-    gc.collect()
     gc.freeze()  # everything loaded so far lives in the permanent generation
     try:
         owner_fd = os.pidfd_open(owner)
@@ -135,8 +134,8 @@ def _handle(control, message: dict, fds: list[int], private: tuple) -> None:
             raise ValueError("env: an object of strings")
         if cwd is not None and not (isinstance(cwd, str) and os.path.isdir(cwd)):
             raise ValueError(f"cwd {cwd!r} is not a folder")
-        if len(fds) != 3:
-            raise ValueError("a fork request carries stdin, stdout and stderr")
+        if len(fds) not in (3, 4):
+            raise ValueError("a fork request carries stdin, stdout, stderr (and a ready pipe)")
         from .warm import os_threads
 
         if os_threads() != 1:  # never fork a threaded process (locks held by other threads)
@@ -170,8 +169,9 @@ def _fork(control, argv, env, cwd, owner, fds, private) -> int:
         return pid
     code = 1
     try:
-        _become_kernel(control, env, cwd, fds, private)
-        code = _run(argv, owner)
+        ready = fds[3] if len(fds) > 3 else None
+        _become_kernel(control, env, cwd, fds[:3], private)
+        code = _run(argv, owner, ready)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
@@ -216,12 +216,23 @@ def _fresh_hub() -> None:
         hub.loop.reinit()
 
 
-def _run(argv: list[str], owner) -> int:
+def _run(argv: list[str], owner, ready: int | None) -> int:
     from geokernel import cli
 
     # what `python -m geokernel` would have in sys.argv[0]
     sys.argv = [os.path.join(os.path.dirname(cli.__file__), "__main__.py")] + argv
     # jedi is warm already (warm.py); warming it again would copy its shared pages
-    cli.main(argv, parent_pid=owner if isinstance(owner, int) else None, warm_completer=False)
+    if ready is not None:
+        os.set_inheritable(ready, False)  # not for the kernel's subprocesses
+
+    def listening() -> None:
+        if ready is not None:
+            try:
+                os.write(ready, b"1")
+            finally:
+                os.close(ready)
+
+    cli.main(argv, parent_pid=owner if isinstance(owner, int) else None, warm_completer=False,
+             on_listening=listening)
     return 0
 
