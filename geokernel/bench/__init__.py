@@ -56,6 +56,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "another through jupyter_client and report start-to-ready, completion "
                         "and summed PSS (default kernels "
                         "python3,geokernel,geokernel-pool; see bench/pool.py)")
+    p.add_argument("--fill-mib", type=int, metavar="M",
+                   help="with --pool: also start kernels of each kind in a real memory cgroup "
+                        "of M MiB until one is OOM-killed (needs a writable memory cgroup)")
     p.add_argument("-v", "--verbose", action="store_true", help="client debug logging")
     return p.parse_args(argv)
 

@@ -277,6 +277,26 @@ def main(args, progress) -> int:
     t0 = time.time()
     results = run(kernels, args.pool, 2.0 if not args.quick else 0.5, progress)
     print(table(results, kernels, args.pool))
+    if args.fill_mib:
+        from ..pool import cgroup
+        from .pool_fill import fill
+
+        ok, where = cgroup.available()
+        if not ok:
+            progress(f"--fill-mib: no writable memory cgroup here ({where})")
+        else:
+            for name in kernels:
+                progress(f"[fill] {name} in {args.fill_mib} MiB ...")
+                try:
+                    results.setdefault(name, {})["fill"] = fill(name, args.fill_mib, progress)
+                except Exception as e:
+                    results.setdefault(name, {})["fill"] = {"error": f"{type(e).__name__}: {e}"}
+            print(f"\nkernels running and answering in a real {args.fill_mib} MiB memory cgroup "
+                  "(each ran a cell and a completion):")
+            for name in kernels:
+                f = results[name]["fill"]
+                print(f"  {name:16} {f.get('fit', 'n/a')}  ({f.get('why') or f.get('error')}; "
+                      f"peak {f.get('peak_mib', 0):.0f} MiB)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": {"started": t0, "duration_s": time.time() - t0,

@@ -154,3 +154,24 @@ def join(path: str) -> None:
             f.write(str(os.getpid()))
     except OSError as e:
         raise CgroupError(f"{ENV}={path}: cannot join: {e}") from None
+
+
+def exec_in(path: str, argv: list[str]) -> None:
+    """Join the cgroup `path`, then become `argv` (a kernelspec wrapper: the kernel is born
+    inside the group, so all its memory is charged there)."""
+    join(path)
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":  # python -m geokernel.pool.cgroup CGROUP -- ARGV...
+    import sys
+
+    args = sys.argv[1:]
+    if len(args) < 3 or args[1] != "--":
+        sys.stderr.write("usage: python -m geokernel.pool.cgroup CGROUP_FOLDER -- ARGV...\n")
+        raise SystemExit(2)
+    try:
+        exec_in(args[0], args[2:])
+    except OSError as e:
+        sys.stderr.write(f"geokernel.pool.cgroup: {e}\n")
+        raise SystemExit(1)

@@ -193,6 +193,7 @@ def _become_kernel(control, env, cwd, fds, private) -> None:
         if fd is not None:
             os.close(fd)
     os.setsid()  # its own session and process group, as jupyter_client gives a kernel
+    _prefer_kernels_for_oom()
     for target, fd in enumerate(fds):
         os.dup2(fd, target)  # dup2 clears close-on-exec: inherited by its subprocesses
         os.close(fd)
@@ -204,6 +205,22 @@ def _become_kernel(control, env, cwd, fds, private) -> None:
 
     random.seed()  # (Python reseeds after os.fork too; explicit, for the record)
     _fresh_hub()
+
+
+OOM_SCORE_RAISE = 100  # how much likelier than its zygote a kernel is to be the OOM victim
+
+
+def _prefer_kernels_for_oom() -> None:
+    # the zygote's RSS is the largest in its pool (all warm pages), but it holds no user
+    # work and losing it loses the sharing for every later kernel: under a memory limit the
+    # kernel that allocates is the one to end (raising one's own score needs no privilege)
+    try:
+        with open("/proc/self/oom_score_adj", "r+") as f:
+            score = int(f.read())
+            f.seek(0)
+            f.write(str(min(1000, score + OOM_SCORE_RAISE)))
+    except (OSError, ValueError):
+        pass
 
 
 def _fresh_hub() -> None:
