@@ -129,6 +129,15 @@ def test_completion_traceback_and_display_work(kernels):
     assert [m["content"]["data"]["text/html"] for m in msgs if m["msg_type"] == "execute_result"] == ["<b>x</b>"]
 
 
+def test_a_plot_is_shown_inline(kernels):
+    _, kc = kernels[0]
+    reply, msgs = execute(kc, "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()",
+                          timeout=120)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert any("image/png" in m["content"].get("data", {}) for m in msgs
+               if m["msg_type"] == "display_data")
+
+
 def test_interrupt_stops_a_cell(kernels):
     km, kc = kernels[1]
     msg_id = kc.execute("import time; time.sleep(60)")

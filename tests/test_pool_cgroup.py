@@ -100,3 +100,30 @@ def test_the_kernel_that_overflows_the_limit_is_the_one_killed(group):
         reply, _ = execute(kc, "'alive'")
         assert reply["content"]["status"] == "ok" and km.is_alive()
     assert all(z.alive() for z in pool.zygotes())
+
+
+def test_any_kernel_can_be_born_in_the_group(group, tmp_path):
+    """The kernelspec wrapper `python -m geokernel.pool.cgroup GROUP -- ARGV` (used by
+    `geokernel bench --fill-mib` for ipykernel and plain geokernel)."""
+    import json
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    g, started = group
+    spec = tmp_path / "kernels" / "wrapped"
+    spec.mkdir(parents=True)
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "geokernel.pool.cgroup", g.path, "--", sys.executable,
+                 "-m", "geokernel", "-f", "{connection_file}"],
+        "display_name": "wrapped", "language": "python"}))
+    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
+    km = KernelManager(kernel_name="wrapped", ip="127.0.0.1", kernel_spec_manager=ksm)
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    started.append((km, kc))
+    kc.wait_for_ready(timeout=60)
+    reply, _ = execute(kc, "import os; os.getpid()")
+    assert reply["content"]["status"] == "ok"
+    assert km.provisioner.pid in g.pids()  # exec kept the pid: the kernel itself is inside
