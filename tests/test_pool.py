@@ -75,7 +75,6 @@ def kernels():
         for _ in range(3):
             km, kc = start()
             started.append((km, kc))
-        zygote_pids = {z.pid for z in pool.zygotes()}
         yield started
     finally:
         for km, kc in started:

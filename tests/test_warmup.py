@@ -7,7 +7,6 @@ import signal
 import socket
 import time
 
-import gevent
 import pytest
 
 from geokernel.ipython.warmup import CompleterWarmup, request_sockets

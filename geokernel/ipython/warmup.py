@@ -67,6 +67,12 @@ def request_sockets(ports: dict, skip=("hb",)) -> list[int]:
 
 
 class CompleterWarmup:
+    """kernel: has `executing`; completer: IPython's (`completions(code, pos)`); ports: the
+    kernel's {channel: port}; codes: what to complete; idle_for: seconds the kernel must have
+    been idle before each step (default 0.5); check_every: seconds between checks for a
+    request during a step (default 0.005: the longest a request waits for a step); signo: the
+    real-time signal of the check timer (default SIGRTMIN+14, reserved like the tick's)."""
+
     def __init__(self, kernel, completer, ports: dict, codes=CODES, idle_for: float = 0.5,
                  check_every: float = 0.005, signo: int | None = None):
         self.kernel, self.completer, self.ports, self.codes = kernel, completer, ports, codes
@@ -126,14 +132,15 @@ class CompleterWarmup:
         self._fds = request_sockets(self.ports)
         self._active = gevent.getcurrent()
         try:
-            timer.arm(self.check_every, self.check_every)
             try:
+                timer.arm(self.check_every, self.check_every)
                 with provisionalcompleter():
                     list(self.completer.completions(code, len(code)))
             finally:
+                self._active = None  # first: from here on the handler raises no more
                 timer.disarm()
-                self._active = None
         except _Aborted:
+            timer.disarm()  # (the abort may have come before the disarm above)
             return False
         except Exception:  # a warm-up failing is no error of the user's
             log.debug("completer warm-up of %r failed", code, exc_info=True)
