@@ -263,3 +263,25 @@ def test_zygote_and_kernels_die_with_their_owner():
         if owner.poll() is None:
             owner.kill()
             owner.wait()
+
+
+def test_a_dead_zygote_costs_only_the_next_start(kernels):
+    km, kc = start()
+    try:
+        old = km.provisioner.zygote
+        os.kill(old.pid, signal.SIGKILL)
+        assert wait_gone(old.pid)
+        assert value(kc, "'forked before'") == "forked before"  # its kernels live on
+        km2, kc2 = start()  # the next start makes a new zygote
+        try:
+            assert km2.provisioner.zygote.pid != old.pid
+            assert value(kc2, "__import__('os').getppid()") == km2.provisioner.zygote.pid
+        finally:
+            stop(km2, kc2)
+        stop(km, kc)  # a kernel whose zygote is gone still shuts down (its code is unknown)
+        assert not km.is_alive() if km.provisioner else True
+    finally:
+        if km.has_kernel:
+            stop(km, kc)
+    for _, other in kernels:  # the shared kernels were forked by the old zygote, too
+        assert value(other, "1") == 1
