@@ -54,7 +54,7 @@ def _step(warmup, code="pri"):
 def test_a_step_gives_way_when_a_request_arrives(listening):
     server, port = listening
     completer = _SlowCompleter(20)
-    warmup = CompleterWarmup(_Kernel(), completer, {"shell": port, "hb": 1})
+    warmup = CompleterWarmup(_Kernel(), completer, {"shell": port})
     assert request_sockets({"shell": port}) == [server.fileno()]
     client = socket.create_connection(("127.0.0.1", port))  # a client connects: readable
     try:
@@ -71,9 +71,42 @@ def test_a_step_runs_to_its_end_when_nothing_arrives(listening):
     assert _step(warmup) is True and completer.finished
 
 
-def test_the_heartbeat_is_no_request(listening):
+def test_the_heartbeat_counts_unless_skipped(listening):
     server, port = listening
-    assert request_sockets({"hb": port}) == []
+    assert request_sockets({"hb": port}) == [server.fileno()]
+    assert request_sockets({"hb": port}, skip=("hb",)) == []
+
+
+def test_a_heartbeat_ping_waits_only_hb_grace(listening):
+    """A ping (every second from jupyter_client) lets a short step finish, stops a long one."""
+    server, port = listening
+    client = socket.create_connection(("127.0.0.1", port))  # the hb socket is readable
+    try:
+        short = _SlowCompleter(0.1)
+        assert _step(CompleterWarmup(_Kernel(), short, {"hb": port}, hb_grace=0.25)) is True
+        long = _SlowCompleter(20)
+        assert _step(CompleterWarmup(_Kernel(), long, {"hb": port}, hb_grace=0.25)) is False
+        assert short.finished and not long.finished
+    finally:
+        client.close()
+
+
+def test_the_warm_up_gives_up_after_max_aborts(listening):
+    """A client that never lets the kernel be idle long enough: a bounded number of tries."""
+    import gevent.event
+
+    server, port = listening
+    completer = _SlowCompleter(20)
+    warmup = CompleterWarmup(_Kernel(), completer, {"shell": port}, idle_for=0.01,
+                             max_aborts=3)
+    warmup.done = gevent.event.Event()
+    client = socket.create_connection(("127.0.0.1", port))
+    try:
+        warmup._idle = lambda: True  # (the listening socket stays readable: idle by fiat)
+        warmup._run()
+        assert warmup.aborted == 3 and not completer.finished and warmup.done.is_set()
+    finally:
+        client.close()
 
 
 def _value(kc, expr):
@@ -99,6 +132,7 @@ def test_a_started_kernel_warms_its_completer_after_its_first_cell(tmp_path):
         while not _value(kc, f"{state}.done.is_set()"):
             assert time.monotonic() < deadline, "the warm-up never finished"
             time.sleep(1.5)  # idle time for the next step
+        assert _value(kc, f"{state}.completed")  # done, not given up (the client pings hb)
         assert _value(kc, "len(__import__('os').listdir('/proc/self/task'))") == 1
         reply = kc.complete("pri", reply=True, timeout=30)
         assert "print" in reply["content"]["matches"]

@@ -11,8 +11,12 @@ Never in the way: the warm-up starts only after the interpreter is loaded and th
 been idle for `idle_for` seconds, runs one short completion at a time, and gives up a step the
 moment a request arrives: a POSIX timer (a real-time signal the kernel reserves, SIGRTMIN+14)
 fires every `check_every` seconds during a step, and its handler raises `_Aborted` into the
-step when one of the kernel's sockets (heartbeat excepted) is readable. The step is retried
-after the next idle period. jedi cannot yield in the middle of an inference (and must not be
+step when one of the kernel's sockets is readable; a heartbeat ping (jupyter_client's clients
+send one every second) only once the step has run `hb_grace` seconds, so an echo is never
+later than that and a step shorter than it always gets done. The step is retried after the
+next idle period;
+after `max_aborts` aborted steps the warm-up gives up (a client that keeps the kernel busy, or
+pings its heartbeat faster than a step takes, would otherwise cost CPU for nothing). jedi cannot yield in the middle of an inference (and must not be
 re-entered by a real completion), so aborting, not yielding, is what keeps a request's wait
 under `check_every`. Pooled kernels skip this: their zygote warmed jedi before the fork.
 """
@@ -24,6 +28,7 @@ import select
 import signal
 import socket
 import stat
+import time
 
 import gevent
 
@@ -38,9 +43,9 @@ class _Aborted(BaseException):
     handlers must not swallow it)."""
 
 
-def request_sockets(ports: dict, skip=("hb",)) -> list[int]:
+def request_sockets(ports: dict, skip=()) -> list[int]:
     """The kernel's own listening and connected TCP sockets (their local port is a kernel
-    port), except the heartbeat's (clients ping it on a timer; that is no request)."""
+    port), except those of the channels in `skip`."""
     wanted = {p for ch, p in ports.items() if ch not in skip}
     fds = []
     try:
@@ -71,15 +76,22 @@ class CompleterWarmup:
     kernel's {channel: port}; codes: what to complete; idle_for: seconds the kernel must have
     been idle before each step (default 0.5); check_every: seconds between checks for a
     request during a step (default 0.005: the longest a request waits for a step); signo: the
-    real-time signal of the check timer (default SIGRTMIN+14, reserved like the tick's)."""
+    real-time signal of the check timer (default SIGRTMIN+14, reserved like the tick's);
+    max_aborts: aborted steps after which the warm-up gives up (default 8); hb_grace: seconds
+    a step may keep a heartbeat ping waiting (default 0.25)."""
 
     def __init__(self, kernel, completer, ports: dict, codes=CODES, idle_for: float = 0.5,
-                 check_every: float = 0.005, signo: int | None = None):
+                 check_every: float = 0.005, signo: int | None = None, max_aborts: int = 8,
+                 hb_grace: float = 0.25):
         self.kernel, self.completer, self.ports, self.codes = kernel, completer, ports, codes
+        self.max_aborts, self.hb_grace = max_aborts, hb_grace
+        self._hb_fds: set[int] = set()
+        self._step_started = 0.0
         self.idle_for, self.check_every = idle_for, check_every
         self.signo = signal.SIGRTMIN + 14 if signo is None else signo
         self.done = None  # a gevent Event, set when the warm-up ended (done or not possible)
         self.aborted = 0  # steps given up because a request came (for tests and logs)
+        self.completed = False  # every code completed once
         self._fds: list[int] = []
         self._active = None  # the greenlet running a step, while the timer is armed
 
@@ -117,19 +129,48 @@ class CompleterWarmup:
                     gevent.sleep(self.idle_for)
                     if not self._idle():
                         continue
+                    self._after_next_ping()
                     if self._step(code, timer):
                         break
                     self.aborted += 1
+                    if self.aborted >= self.max_aborts:
+                        log.info("completer warm-up given up after %d aborted steps", self.aborted)
+                        return
+            self.completed = True
         finally:
             timer.disarm()
             timer.close()
             signal.signal(self.signo, previous)
             self.done.set()
 
+    def _after_next_ping(self, wait: float = 1.5) -> None:
+        """With a client pinging the heartbeat (jupyter_client: every second), start a step
+        right after a ping has been echoed: the next one is then ~1 s away, so a step up to
+        about that long is never cut short by it."""
+        connected = []
+        for fd in request_sockets(self.ports, skip=tuple(c for c in self.ports if c != "hb")):
+            try:
+                s = socket.socket(fileno=fd)
+                try:
+                    if not s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                        connected.append(fd)
+                finally:
+                    s.detach()
+            except OSError:
+                continue
+        if connected:
+            from gevent.select import select as cooperative_select
+
+            cooperative_select(connected, [], [], wait)
+            gevent.sleep(0.02)  # the echo goes out
+
     def _step(self, code: str, timer) -> bool:
         from IPython.core.completer import provisionalcompleter
 
         self._fds = request_sockets(self.ports)
+        self._hb_fds = set(request_sockets(self.ports, skip=tuple(c for c in self.ports
+                                                                   if c != "hb")))
+        self._step_started = time.monotonic()
         self._active = gevent.getcurrent()
         try:
             try:
@@ -153,7 +194,8 @@ class CompleterWarmup:
             readable, _, _ = select.select(self._fds, [], [], 0)
         except (OSError, ValueError):
             readable = True
-        if readable:
+        if readable is True or any(fd not in self._hb_fds for fd in readable) or (
+                readable and time.monotonic() - self._step_started > self.hb_grace):
             self._active = None
             raise _Aborted()
 
