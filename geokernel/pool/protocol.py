@@ -13,6 +13,7 @@ zygote -> provisioner: {"op": "ready", "pid": zygote_pid, "warm": {...}} once, a
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 MAX_MESSAGE = 1 << 20  # a fork request carries the kernel's whole environment
@@ -37,6 +38,8 @@ def send(sock: socket.socket, message: dict, fds: list[int] = ()) -> None:
 def recv(sock: socket.socket) -> tuple[dict, list[int]]:
     """One message and the fds that came with it (the caller owns and closes them)."""
     data, fds, flags, _ = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
+    for fd in fds:  # (SCM_RIGHTS fds arrive without close-on-exec, unlike Python's own)
+        os.set_inheritable(fd, False)
     if not data:
         for fd in fds:
             _close(fd)
@@ -53,8 +56,6 @@ def recv(sock: socket.socket) -> tuple[dict, list[int]]:
 
 
 def _close(fd: int) -> None:
-    import os
-
     try:
         os.close(fd)
     except OSError:

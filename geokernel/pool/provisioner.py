@@ -83,6 +83,8 @@ class PoolProvisioner(LocalProvisioner):
         finally:
             for fd in opened:
                 os.close(fd)
+        if self.pidfd is not None:  # a restart whose old kernel was never waited for
+            os.close(self.pidfd)
         self.pid = self.pgid = pid  # the kernel called setsid(): it leads its own group
         self.pidfd = pidfd
         self.returncode = None

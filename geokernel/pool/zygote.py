@@ -141,7 +141,11 @@ def _handle(control, message: dict, fds: list[int], private: tuple) -> None:
         if os_threads() != 1:  # never fork a threaded process (locks held by other threads)
             raise RuntimeError(f"the zygote has {os_threads()} OS threads: refusing to fork")
         pid = _fork(control, argv, env, cwd, owner, fds, private)
-        pidfd = os.pidfd_open(pid)  # before any reaping: the pid cannot be reused yet
+        try:
+            pidfd = os.pidfd_open(pid)  # before any reaping: the pid cannot be reused yet
+        except (AttributeError, OSError) as e:  # Linux < 5.3: no way to hand the kernel over
+            os.kill(pid, signal.SIGKILL)
+            raise RuntimeError(f"pidfd_open: {e} (geokernel-pool needs Linux >= 5.3)") from None
         try:
             protocol.send(control, {"op": "forked", "id": request_id, "pid": pid}, [pidfd])
         finally:
