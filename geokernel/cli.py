@@ -22,7 +22,8 @@ SUBCOMMANDS = {
     "bench": "compare kernels side by side (geokernel bench --help)",
     "launch": "Enterprise Gateway launcher: start a remote kernel (geokernel launch --help)",
 }
-ENV_CHOICES = {"GEOKERNEL_TRANSPORT": ("zmtp", "zmq")}
+ENV_CHOICES = {"GEOKERNEL_TRANSPORT": ("zmtp", "zmq"),
+               "GEOKERNEL_WARM_COMPLETER": ("execute", "start", "0", "off", "no")}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -72,7 +73,12 @@ def _check_env() -> None:
             _fail(f"GEOKERNEL_TICK_MS={tick!r}: a positive number of milliseconds", 2)
 
 
-def main(argv=None) -> None:
+def main(argv=None, parent_pid: int | None = None, warm_completer: bool = True,
+         on_listening=None) -> None:
+    """parent_pid: the process whose death ends the kernel (default: the launching process;
+    a pooled kernel's is the provisioner's process, not the zygote that forked it);
+    warm_completer: warm jedi in idle time (ipython/warmup.py; a zygote did it already);
+    on_listening: called once the kernel's sockets are bound (a pool's ready signal)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "install":
         return _install(argv[1:])
@@ -91,9 +97,11 @@ def main(argv=None) -> None:
     log_level = _log_level(os.environ.get("GEOKERNEL_LOG_LEVEL", "WARNING"), "GEOKERNEL_LOG_LEVEL")
     connection_file = _connection_file_only(argv)
     if connection_file is not None:
-        return run_kernel(connection_file, log_level)
+        return run_kernel(connection_file, log_level, parent_pid=parent_pid,
+                          warm_completer=warm_completer, on_listening=on_listening)
     args, options = _parse_kernel_args(argv, log_level)
-    run_kernel(args.connection_file, args.log_level, options)
+    run_kernel(args.connection_file, args.log_level, options, parent_pid=parent_pid,
+               warm_completer=warm_completer, on_listening=on_listening)
 
 
 def _parse_kernel_args(argv, log_level):
@@ -153,7 +161,8 @@ def _parse_kernel_args(argv, log_level):
 
 
 def _install(argv) -> None:
-    from .kernelspec import DISPLAY_NAME, KERNEL_NAME, InstallError, install
+    from .kernelspec import (DISPLAY_NAME, KERNEL_NAME, POOL_DISPLAY_NAME, POOL_KERNEL_NAME,
+                             InstallError, install)
 
     parser = _parser("geokernel install", "Install the geokernel kernelspec (for the Python "
                      "that runs this command).")
@@ -166,14 +175,22 @@ def _install(argv) -> None:
     parser.add_argument("--display-name", default=DISPLAY_NAME)
     parser.add_argument("--replace", action="store_true",
                         help="replace an existing kernelspec folder that geokernel did not write")
+    parser.add_argument("--no-pool", action="store_true",
+                        help=f"without a --name, do not also install {POOL_KERNEL_NAME} (kernels "
+                             "forked by a warm zygote)")
     a = parser.parse_args(argv)
-    try:
-        dest = install(a.user, a.sys_prefix, a.prefix, a.name, a.display_name, a.replace)
-    except InstallError as e:
-        _fail(str(e), 2)
-    except OSError as e:
-        _fail(f"cannot install kernelspec: {e}")
-    print(f"Installed kernelspec {os.path.basename(dest)} in {dest}")
+    specs = [(a.name, a.display_name, False)]
+    if a.name == KERNEL_NAME and not a.no_pool:
+        specs.append((POOL_KERNEL_NAME, POOL_DISPLAY_NAME if a.display_name == DISPLAY_NAME
+                      else f"{a.display_name} (pooled)", True))
+    for name, display_name, pooled in specs:
+        try:
+            dest = install(a.user, a.sys_prefix, a.prefix, name, display_name, a.replace, pooled)
+        except InstallError as e:
+            _fail(str(e), 2)
+        except OSError as e:
+            _fail(f"cannot install kernelspec: {e}")
+        print(f"Installed kernelspec {os.path.basename(dest)} in {dest}")
 
 
 
@@ -198,9 +215,11 @@ def _setup_logging(log_level: str) -> None:
 
 
 def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict | None = None,
-               watch_parent: bool = True) -> None:
+               watch_parent: bool = True, parent_pid: int | None = None,
+               warm_completer: bool = True, on_listening=None) -> None:
     """options: the IPython profile options (see _parse_kernel_args), applied when IPython loads;
-    watch_parent: exit when the launching process dies (off for `geokernel launch`)."""
+    watch_parent: exit when the launching process (or `parent_pid`) dies (off for `geokernel
+    launch`); warm_completer: see main."""
     t0 = time.perf_counter()
     _setup_logging(log_level)
     from .connection import ConnectionFileError, load_connection_file
@@ -230,8 +249,10 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
         transport.bind()
     except TransportError as e:
         _fail(str(e))
+    if on_listening is not None:
+        on_listening()
     if watch_parent:
-        _watch_parent()
+        _watch_parent(parent=parent_pid)
     _process_setup()
 
     from .iopub import Publisher
@@ -257,7 +278,8 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
     # IPython (~100 ms) loads on first need or right after the hub's first turn, so the
     # kernel answers kernel_info (is "ready") without waiting for it
     kernel.static_kernel_info = ipython_info.kernel_info
-    kernel.load_interpreter = lambda: _load_interpreter(kernel, publisher, options)
+    kernel.load_interpreter = lambda: _load_interpreter(kernel, publisher, options,
+                                                        warm_completer and info.ports)
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the tick's handler is installed
@@ -274,7 +296,8 @@ def run_kernel(connection_file: str, log_level: str = "WARNING", options: dict |
     _finish(kernel, transport, publisher)
 
 
-def _load_interpreter(kernel, publisher, options=None):
+def _load_interpreter(kernel, publisher, options=None, warm_ports=None):
+    """warm_ports: the kernel's ports, to warm the completer while idle (None: do not)."""
     from .interrupts import ExecutionTick
     from .ipython.interpreter import IPythonInterpreter
     from .ipython.profile import load_profile, put_cwd_on_path
@@ -305,6 +328,13 @@ def _load_interpreter(kernel, publisher, options=None):
 
     install_debugger(kernel, interp, publisher, tick)
     _run_profile_startup(interp.shell, publisher, profile)
+    when = os.environ.get("GEOKERNEL_WARM_COMPLETER", "execute").lower()
+    if warm_ports and when not in ("0", "off", "no"):
+        # jedi warmed in idle time: after the first cell (default) or =start; =0: never
+        from .ipython import warmup
+
+        kernel.completer_warmup = warmup.start(kernel, interp.shell, warm_ports,
+                                               after="start" if when == "start" else "execute")
     return interp
 
 

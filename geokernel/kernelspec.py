@@ -14,6 +14,11 @@ import tempfile
 
 KERNEL_NAME = "geokernel"
 DISPLAY_NAME = "Python 3 (geokernel)"
+# the same kernel, forked by a warm zygote (geokernel/pool/): jupyter_client finds the
+# provisioner named in metadata.kernel_provisioner through its entry point
+POOL_KERNEL_NAME = "geokernel-pool"
+POOL_DISPLAY_NAME = "Python 3 (geokernel, pooled)"
+POOL_PROVISIONER = "geokernel-pool"
 # what jupyter_client accepts (it lowercases first); "." and ".." would name the kernels folder
 # itself or its parent
 _NAME = re.compile(r"[a-z0-9._-]+")
@@ -35,8 +40,9 @@ def check_name(name: str) -> str:
     return lowered
 
 
-def kernel_dict(display_name: str = DISPLAY_NAME, executable: str | None = None) -> dict:
-    return {
+def kernel_dict(display_name: str = DISPLAY_NAME, executable: str | None = None,
+                pooled: bool = False) -> dict:
+    spec = {
         "argv": [executable or sys.executable, "-m", "geokernel", "-f", "{connection_file}"],
         "display_name": display_name,
         "language": "python",
@@ -45,6 +51,9 @@ def kernel_dict(display_name: str = DISPLAY_NAME, executable: str | None = None)
         # JupyterLab shows its debugger; CurveZMQ for transport_encryption (jupyter_client 8.9+)
         "metadata": {"debugger": True, "supported_encryption": ["curve"]},
     }
+    if pooled:
+        spec["metadata"]["kernel_provisioner"] = {"provisioner_name": POOL_PROVISIONER}
+    return spec
 
 
 def user_data_dir() -> str:
@@ -85,7 +94,8 @@ def is_own_kernelspec(path: str) -> bool:
 
 
 def install(user=False, sys_prefix=False, prefix=None, name=KERNEL_NAME,
-            display_name=DISPLAY_NAME, replace=False) -> str:
+            display_name=DISPLAY_NAME, replace=False, pooled=False) -> str:
+    """Write the kernelspec `name` (pooled: the geokernel-pool variant); returns its folder."""
     name = check_name(name)
     parent = kernels_dir(user, sys_prefix, prefix)
     dest = os.path.join(parent, name)
@@ -107,7 +117,7 @@ def install(user=False, sys_prefix=False, prefix=None, name=KERNEL_NAME,
     fd, tmp = tempfile.mkstemp(prefix=".kernel.json.", dir=dest)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(kernel_dict(display_name), f, indent=1)
+            json.dump(kernel_dict(display_name, pooled=pooled), f, indent=1)
         os.replace(tmp, os.path.join(dest, "kernel.json"))
     except BaseException:
         os.unlink(tmp)

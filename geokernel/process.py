@@ -20,12 +20,14 @@ def process_setup() -> None:
 _parent_watch = None  # the hub watcher (kept referenced so it keeps watching)
 
 
-def watch_parent(poll_interval: float = 1.0) -> None:
+def watch_parent(poll_interval: float = 1.0, parent: int | None = None) -> None:
     """Exit (as on SIGTERM) when the launching process dies, without a thread and without
     wake-ups: a pidfd of the parent process becomes readable when the whole process exits,
     never because one of its threads ended (PR_SET_PDEATHSIG follows the launching thread).
     As ipykernel: only when launched by a Jupyter client (JPY_PARENT_PID is set). Without
-    pidfd_open (Linux < 5.3): check the parent every `poll_interval` seconds."""
+    pidfd_open (Linux < 5.3): check the parent every `poll_interval` seconds. `parent`: the
+    process to watch when it is not the parent (a pooled kernel watches the provisioner's
+    process, not the zygote that forked it)."""
     global _parent_watch
     import signal
 
@@ -33,9 +35,21 @@ def watch_parent(poll_interval: float = 1.0) -> None:
 
     if not os.environ.get("JPY_PARENT_PID"):
         return  # started by hand: stays up like ipykernel
-    parent = os.getppid()
+    adopted = parent is not None
+    parent = parent if adopted else os.getppid()
     if parent <= 1:
         raise SystemExit(0)  # the launcher died before we could watch it
+
+    def alive() -> bool:
+        if not adopted:
+            return os.getppid() == parent
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
 
     def parent_died(*_):
         log.info("parent process %d exited: shutting down", parent)
@@ -47,9 +61,9 @@ def watch_parent(poll_interval: float = 1.0) -> None:
         pidfd = os.pidfd_open(parent)
     except (AttributeError, OSError):
         _parent_watch = loop.timer(poll_interval, poll_interval)
-        _parent_watch.start(lambda: None if os.getppid() == parent else parent_died())
+        _parent_watch.start(lambda: None if alive() else parent_died())
         return
-    if os.getppid() != parent:
+    if not alive():
         raise SystemExit(0)  # died while we opened it (the pid may already be reused)
     _parent_watch = loop.io(pidfd, 1)  # readable once the process has exited
     _parent_watch.start(parent_died)

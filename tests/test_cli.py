@@ -91,7 +91,10 @@ def test_install_and_reinstall_our_own(prefix):
         r = run_cli("install", "--prefix", str(prefix / "prefix"), "--display-name", display)
         assert r.returncode == 0, r.stderr
     specs = KernelSpecManager(kernel_dirs=[kernels_of(prefix)], ensure_native_kernel=False).get_all_specs()
-    assert set(specs) == {"geokernel", "other"}
+    assert set(specs) == {"geokernel", "geokernel-pool", "other"}  # the pooled one comes along
+    pool = specs["geokernel-pool"]["spec"]
+    assert pool["metadata"]["kernel_provisioner"]["provisioner_name"] == "geokernel-pool"
+    assert pool["display_name"] == "Second (pooled)" and pool["argv"][1:3] == ["-m", "geokernel"]
     spec = specs["geokernel"]["spec"]
     assert spec["display_name"] == "Second"
     assert spec["argv"] == [sys.executable, "-m", "geokernel", "-f", "{connection_file}"]

@@ -51,6 +51,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--execs", type=int, help="executes before the second RSS reading")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
     p.add_argument("--plot", metavar="FILE", help="draw a PNG chart (matplotlib, Agg)")
+    p.add_argument("--pool", type=int, metavar="N",
+                   help="instead of the scenarios: start N kernels of each kind one after "
+                        "another through jupyter_client and report start-to-ready, completion "
+                        "and summed PSS (default kernels "
+                        "python3,geokernel,geokernel-pool; see bench/pool.py)")
+    p.add_argument("--fill-mib", type=int, metavar="M",
+                   help="with --pool: also start kernels of each kind in a real memory cgroup "
+                        "of M MiB until one is OOM-killed (needs a writable memory cgroup)")
     p.add_argument("-v", "--verbose", action="store_true", help="client debug logging")
     return p.parse_args(argv)
 
@@ -93,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import Config, Runner, progress
     from .scenarios import SCENARIOS
 
+    if args.pool is not None:
+        if args.pool < 1:
+            progress("geokernel bench: --pool needs N >= 1")
+            return 2
+        from . import pool
+
+        return pool.main(args, progress)
     cfg = Config.quick() if args.quick else Config()
     for opt in ("rounds", "exec_n", "lines", "comm_n", "execs"):
         if getattr(args, opt) is not None:
