@@ -12,9 +12,9 @@ The loop is the thread's running loop at all times (as on ipykernel, `asyncio.ge
 and `asyncio.create_task()` work in plain cells). `asyncio.run()` in a cell still works (unlike
 ipykernel): it runs its own loop in place of ours for its duration.
 
-Each callback runs with the parent header of the request that scheduled its task (a ContextVar
-set when a cell starts, copied into every task's context), so a background task's output goes to
-the cell that created it.
+Each callback runs with the parent header of the request that scheduled its task (the request
+context, a ContextVar the dispatcher binds in the request's greenlet and asyncio copies into
+every task's context), so a background task's output goes to the cell that created it.
 """
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ from gevent.hub import Waiter, get_hub
 # loop class is built then (see install_on_import)
 
 log = logging.getLogger("geokernel.aioloop")
-
-from .threads import REQUEST_PARENT as _REQUEST_PARENT  # the cell a task's context came from
 
 _READ = 1  # libev EV_READ
 
@@ -157,7 +155,6 @@ def _loop_class():
 
         # ---- cell hooks (Kernel.cell_hooks) --------------------------------------------------
         def cell_started(self) -> None:
-            _REQUEST_PARENT.set(self._publisher.parent_header)  # runs in the cell's greenlet
             self._idle.clear()
 
         def cell_finished(self) -> None:
@@ -184,20 +181,11 @@ def _loop_class():
 
 
 def _routed(publisher, callback, *args):
-    """Run an asyncio callback with the parent of the request its task belongs to."""
+    """Run an asyncio callback (in its task's contextvars context, so what it publishes goes to
+    the request that made the task; streams keep each write's parent). The tick treats this
+    frame as the start of user code."""
     __tracebackhide__ = True  # noqa: F841
-    parent = _REQUEST_PARENT.get(None)
-    current = publisher.parent_header
-    if parent is None or parent is current:
-        return callback(*args)
-    publisher.flush_streams()  # what was written before belongs to the current request
-    publisher.parent_header = parent
-    try:
-        return callback(*args)
-    finally:
-        publisher.flush_streams()
-        if publisher.parent_header is parent:
-            publisher.parent_header = current
+    return callback(*args)
 
 
 _loop = None
