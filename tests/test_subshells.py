@@ -1,0 +1,251 @@
+"""Kernel subshells (JEP 91) through jupyter_client, on geokernel and on ipykernel 7: lifecycle on
+control, a subshell answering while the main shell runs a long cell, outputs under the right
+parents, comm messages on a subshell changing what a running loop reads; geokernel stays one OS
+thread throughout."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from compare_kernels import kernel_fixture
+
+kernel = kernel_fixture()
+
+
+class Client:
+    """Requests on any shell with replies and iopub messages kept by parent msg_id (several
+    requests are outstanding at once)."""
+
+    def __init__(self, kc):
+        self.kc = kc
+        self.replies: dict = {}
+        self.iopub: list = []
+        self.order: list = []  # msg_ids of shell replies in arrival order
+
+    def control(self, msg_type, content=None, timeout=30):
+        msg = self.kc.session.msg(msg_type, content or {})
+        self.kc.control_channel.send(msg)
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self.kc.get_control_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                return reply
+
+    def create(self) -> str:
+        reply = self.control("create_subshell_request")
+        assert reply["msg_type"] == "create_subshell_reply"
+        assert reply["content"]["status"] == "ok"
+        return reply["content"]["subshell_id"]
+
+    def send(self, msg_type, content, subshell_id=None) -> str:
+        msg = self.kc.session.msg(msg_type, content)
+        if subshell_id is not None:
+            msg["header"]["subshell_id"] = subshell_id
+        self.kc.shell_channel.send(msg)
+        return msg["header"]["msg_id"]
+
+    def execute(self, code, subshell_id=None, **kw) -> str:
+        content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                   "allow_stdin": False, "stop_on_error": True, **kw}
+        return self.send("execute_request", content, subshell_id)
+
+    def reply(self, msg_id, timeout=30):
+        deadline = time.monotonic() + timeout
+        while msg_id not in self.replies:
+            m = self.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+            pid = m["parent_header"].get("msg_id")
+            self.replies[pid] = m
+            self.order.append(pid)
+        return self.replies[msg_id]
+
+    def idle(self, msg_id, timeout=30) -> list:
+        """iopub messages of one request up to its idle status."""
+        deadline = time.monotonic() + timeout
+        while not any(self._is_idle(m, msg_id) for m in self.iopub):
+            self.iopub.append(self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic())))
+        return [m for m in self.iopub if m["parent_header"].get("msg_id") == msg_id]
+
+    @staticmethod
+    def _is_idle(m, msg_id) -> bool:
+        return (m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle")
+
+
+def stdout(msgs) -> str:
+    return "".join(m["content"]["text"] for m in msgs
+                   if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+
+
+def test_kernel_info_advertises_subshells(kernel):
+    _, kc = kernel
+    assert "kernel subshells" in kc.kernel_info(reply=True)["content"]["supported_features"]
+
+
+def test_subshell_lifecycle(kernel):
+    name, kc = kernel
+    c = Client(kc)
+    before = c.control("list_subshell_request")["content"]["subshell_id"]
+    sid = c.create()
+    listed = c.control("list_subshell_request")
+    assert listed["msg_type"] == "list_subshell_reply"
+    assert listed["content"]["subshell_id"] == before + [sid]
+    mid = c.execute("life = 6 * 7\nlife", sid)
+    reply = c.reply(mid)
+    assert reply["content"]["status"] == "ok"
+    assert reply["parent_header"]["subshell_id"] == sid
+    msgs = c.idle(mid)
+    assert [m["content"]["execution_state"] for m in msgs if m["msg_type"] == "status"] == \
+        ["busy", "idle"]
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] \
+        == ["42"]
+    # one user namespace: the main shell sees what the subshell defined
+    main = c.execute("life + 1")
+    assert c.reply(main)["content"]["status"] == "ok"
+    assert any(m["msg_type"] == "execute_result" and m["content"]["data"]["text/plain"] == "43"
+               for m in c.idle(main))
+    deleted = c.control("delete_subshell_request", {"subshell_id": sid})
+    assert deleted["msg_type"] == "delete_subshell_reply"
+    assert deleted["content"]["status"] == "ok"
+    assert c.control("list_subshell_request")["content"]["subshell_id"] == before
+    again = c.control("delete_subshell_request", {"subshell_id": sid})["content"]
+    assert again["status"] == "error" and sid in again["evalue"], name
+    # a request for a subshell that is gone: an error reply bracketed by busy/idle
+    gone = c.execute("1", sid)
+    reply = c.reply(gone)["content"]
+    assert reply["status"] == "error" and reply["ename"] == "UnknownSubshellError"
+    states = [m["content"]["execution_state"] for m in c.idle(gone) if m["msg_type"] == "status"]
+    assert states == ["busy", "idle"]
+
+
+@pytest.mark.parametrize("wait", ["time.sleep(3)", "busy(3)"])
+def test_subshell_answers_while_the_main_shell_runs_a_long_cell(kernel, wait):
+    _, kc = kernel
+    c = Client(kc)
+    sid = c.create()
+    setup = c.execute("import time\ndef busy(s):\n    end = time.time() + s\n"
+                      "    while time.time() < end:\n        pass")
+    c.reply(setup)
+    main = c.execute(f"print('main starts', flush=True)\n{wait}\nprint('main ends')")
+    c.idle_until_stream(main)  # the main cell is running once its first output is out
+    sub = c.execute("print('from the subshell')\n6 * 7", sid)
+    sub_reply = c.reply(sub)
+    assert sub_reply["content"]["status"] == "ok"
+    assert main not in c.order, "the subshell's reply came after the main cell ended"
+    main_reply = c.reply(main)
+    assert main_reply["content"]["status"] == "ok"
+    sub_msgs, main_msgs = c.idle(sub), c.idle(main)
+    assert stdout(sub_msgs) == "from the subshell\n"
+    assert stdout(main_msgs) == "main starts\nmain ends\n"
+    assert all(m["parent_header"].get("subshell_id") == sid for m in sub_msgs)
+    assert all(m["parent_header"].get("subshell_id") is None for m in main_msgs)
+    c.control("delete_subshell_request", {"subshell_id": sid})
+
+
+def _idle_until_stream(self, msg_id, timeout=30):
+    """iopub messages of a request that is still running, once one stream message of it came."""
+    deadline = time.monotonic() + timeout
+    while not any(m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == msg_id
+                  for m in self.iopub):
+        self.iopub.append(self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic())))
+    return [m for m in self.iopub if m["parent_header"].get("msg_id") == msg_id]
+
+
+Client.idle_until_stream = _idle_until_stream
+
+
+def test_interleaved_outputs_keep_their_parents(kernel):
+    _, kc = kernel
+    c = Client(kc)
+    sid = c.create()
+    main = c.execute("import time\nfor i in range(40):\n    print('main', i)\n    time.sleep(0.02)")
+    c.idle_until_stream(main)
+    sub = c.execute("import time\nfor i in range(10):\n    print('sub', i)\n    time.sleep(0.02)\n"
+                    "from IPython.display import display\ndisplay('sub display')", sid)
+    c.reply(sub), c.reply(main)
+    sub_msgs, main_msgs = c.idle(sub), c.idle(main)
+    assert stdout(main_msgs) == "".join(f"main {i}\n" for i in range(40))
+    assert stdout(sub_msgs) == "".join(f"sub {i}\n" for i in range(10))
+    assert [m["content"]["data"]["text/plain"] for m in sub_msgs
+            if m["msg_type"] == "display_data"] == ["'sub display'"]
+    c.control("delete_subshell_request", {"subshell_id": sid})
+
+
+def test_an_error_on_a_subshell_aborts_only_its_own_queue(kernel):
+    _, kc = kernel
+    c = Client(kc)
+    sid = c.create()
+    failing, queued, main = c.execute("1/0", sid), c.execute("2", sid), c.execute("3")
+    assert c.reply(failing)["content"]["status"] == "error"
+    assert c.reply(queued)["content"]["status"] == "aborted"
+    assert c.reply(main)["content"]["status"] == "ok"
+    assert c.reply(c.execute("4", sid))["content"]["status"] == "ok"  # the abort has ended
+    c.control("delete_subshell_request", {"subshell_id": sid})
+
+
+FLAG_TARGET = """
+import comm, time
+state = {'flag': None}
+def _target(c, open_msg):
+    @c.on_msg
+    def _(msg):
+        state['flag'] = msg['content']['data']['value']
+        print('handler saw', state['flag'])
+comm.get_comm_manager().register_target('test.flag', _target)
+"""
+
+
+@pytest.mark.parametrize("loop", [
+    "while state['flag'] is None and time.time() - t0 < 10:\n    time.sleep(0.01)",
+    "while state['flag'] is None and time.time() - t0 < 10:\n    pass",
+])
+def test_a_comm_message_on_a_subshell_reaches_a_running_loop(kernel, loop):
+    """What JupyterLab >= 4.4 does with widgets: comm messages on a subshell while a cell runs."""
+    _, kc = kernel
+    c = Client(kc)
+    sid = c.create()
+    c.reply(c.execute(FLAG_TARGET))
+    comm_id = f"flag-{time.monotonic_ns()}"
+    opened = c.send("comm_open", {"comm_id": comm_id, "target_name": "test.flag", "data": {}}, sid)
+    c.idle(opened)
+    main = c.execute("state['flag'] = None\nt0 = time.time()\nprint('waiting', flush=True)\n"
+                     f"{loop}\nprint('loop saw', state['flag'], time.time() - t0 < 10)")
+    c.idle_until_stream(main)
+    sent = c.send("comm_msg", {"comm_id": comm_id, "data": {"value": 7}}, sid)
+    handler_msgs = c.idle(sent)
+    assert main not in c.replies, "the comm message waited for the cell"
+    assert stdout(handler_msgs) == "handler saw 7\n"  # the handler's output: the comm message's
+    assert c.reply(main)["content"]["status"] == "ok"
+    assert stdout(c.idle(main)) == "waiting\nloop saw 7 True\n"
+    c.control("delete_subshell_request", {"subshell_id": sid})
+
+
+def test_input_from_a_subshell_cell_asks_its_own_request(kernel):
+    _, kc = kernel
+    c = Client(kc)
+    sid = c.create()
+    sub = c.execute("name = input('name? ')\nprint('hello', name)", sid, allow_stdin=True)
+    asked = kc.get_stdin_msg(timeout=30)
+    assert asked["msg_type"] == "input_request"
+    assert asked["parent_header"]["msg_id"] == sub
+    assert asked["parent_header"]["subshell_id"] == sid
+    kc.input("geo")
+    assert c.reply(sub)["content"]["status"] == "ok"
+    assert stdout(c.idle(sub)) == "hello geo\n"
+    c.control("delete_subshell_request", {"subshell_id": sid})
+
+
+def test_one_os_thread_while_a_subshell_runs_beside_a_cell(kernel):
+    name, kc = kernel
+    if name != "geokernel":
+        pytest.skip("ipykernel runs each subshell in an OS thread of its own")
+    c = Client(kc)
+    sid = c.create()
+    main = c.execute("import time\nprint('started', flush=True)\ntime.sleep(2)")
+    c.idle_until_stream(main)
+    sub = c.execute("import os, threading\n"
+                    "print(threading.active_count(), len(os.listdir('/proc/self/task')))", sid)
+    c.reply(sub)
+    assert stdout(c.idle(sub)) == "1 1\n"
+    assert main not in c.order
+    c.reply(main)
+    c.control("delete_subshell_request", {"subshell_id": sid})
