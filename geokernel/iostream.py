@@ -20,9 +20,10 @@ from collections import deque
 
 import gevent
 
-from .context import current_parent
+from .context import CURRENT, current_parent
 
 _get_ident = threading.get_ident
+_current_request = CURRENT.get  # bound once: the write path looks it up on every call
 
 
 class OutStream(io.TextIOBase):
@@ -89,7 +90,8 @@ class OutStream(io.TextIOBase):
             self._wakeup.send()
             return n
         pub = self._publisher
-        parent = current_parent()
+        ctx = _current_request(None)
+        parent = ctx.header if ctx is not None else current_parent()
         if parent is not self._buf_parent:
             if self._buf:
                 self._publish_buffer()
