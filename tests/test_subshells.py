@@ -321,3 +321,18 @@ def test_widget_control_request_states_on_a_subshell(kernel):
     assert reply["content"]["data"]["method"] == "update_states"
     assert any(s["state"].get("value") == 11 for s in reply["content"]["data"]["states"].values())
     c.control("delete_subshell_request", {"subshell_id": sid})
+
+
+def test_subshell_magic_names_the_running_subshell(kernel):
+    _, kc = kernel
+    c = Client(kc)
+    sid = c.create()
+    sub = c.execute("%subshell", sid)
+    c.reply(sub)
+    lines = dict(line.split(": ", 1) for line in stdout(c.idle(sub)).splitlines())
+    assert lines["subshell id"] == sid
+    assert sid in lines["subshell list"]
+    main = c.execute("%subshell")
+    c.reply(main)
+    assert "subshell id: None\n" in stdout(c.idle(main))
+    c.control("delete_subshell_request", {"subshell_id": sid})

@@ -30,6 +30,10 @@ class IPythonInterpreter(Interpreter):
 
         install_asyncio_loop(publisher, kernel)  # one loop for the kernel's life, once asyncio loads
         self._attach_thread_api()
+        if getattr(kernel, "subshells", None) is not None:
+            from .subshell_magic import register as register_subshell_magic
+
+            register_subshell_magic(self.shell, kernel)
         install_fork_policy(kernel, publisher, getattr(kernel, "ports", None))  # forked children
         # repeating + again() + stop in the callback = a one-shot that can be re-armed (libev
         # fires a re-started one-shot timer at once: that was a SQLite commit after every cell)
