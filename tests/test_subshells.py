@@ -9,7 +9,18 @@ import time
 import pytest
 from compare_kernels import kernel_fixture
 
-kernel = kernel_fixture()
+_kernel = kernel_fixture()
+
+
+@pytest.fixture(scope="module")
+def kernel(_kernel):
+    name, _ = _kernel
+    if name == "python3":
+        import ipykernel
+
+        if ipykernel.version_info < (7,):
+            pytest.skip("ipykernel < 7 has no subshells")
+    return _kernel
 
 
 class Client:
