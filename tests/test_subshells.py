@@ -347,3 +347,45 @@ def test_subshell_magic_names_the_running_subshell(kernel):
     c.reply(main)
     assert "subshell id: None\n" in stdout(c.idle(main))
     c.control("delete_subshell_request", {"subshell_id": sid})
+
+
+def test_interrupt_stops_the_main_cell_and_leaves_a_subshell_cell_running(kernel):
+    name, kc = kernel
+    km_interrupt = _interrupt(kc)
+    c = Client(kc)
+    sid = c.create()
+    sub = c.execute("import time\nprint('sub starts', flush=True)\ntime.sleep(1.5)\nprint('sub ends')",
+                    sid)
+    c.idle_until_stream(sub)
+    main = c.execute("import time\nprint('main starts', flush=True)\ntime.sleep(30)")
+    c.idle_until_stream(main)
+    km_interrupt()
+    main_reply = c.reply(main)["content"]
+    assert main_reply["status"] == "error" and main_reply["ename"] == "KeyboardInterrupt"
+    assert c.reply(sub)["content"]["status"] == "ok"
+    assert stdout(c.idle(sub)) == "sub starts\nsub ends\n"
+    c.control("delete_subshell_request", {"subshell_id": sid})
+
+
+def _interrupt(kc):
+    """interrupt_request on control (geokernel's and ipykernel's kernelspecs say "signal", but
+    both kernels answer the message)."""
+    def send():
+        c = Client(kc)
+        assert c.control("interrupt_request")["content"]["status"] == "ok"
+    return send
+
+
+def test_interrupt_with_no_main_cell_stops_the_subshell_cell(kernel):
+    name, kc = kernel
+    if name != "geokernel":
+        pytest.skip("ipykernel 7 cannot interrupt a subshell's thread (signals reach the main one)")
+    c = Client(kc)
+    sid = c.create()
+    sub = c.execute("import time\nprint('sub starts', flush=True)\nwhile True:\n    pass", sid)
+    c.idle_until_stream(sub)
+    _interrupt(kc)()
+    reply = c.reply(sub)["content"]
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+    assert c.reply(c.execute("'alive'"))["content"]["status"] == "ok"
+    c.control("delete_subshell_request", {"subshell_id": sid})
