@@ -6,8 +6,6 @@ to a `send` callable."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 
 import gevent
 import gevent.event
@@ -16,7 +14,7 @@ from gevent.event import AsyncResult
 from . import __version__, context
 from .context import RequestContext
 from .message import PROTOCOL_VERSION, Message, error_content, make_header, reply_type, utcnow_iso
-from .subshells import Shell, Subshells, UnknownSubshellError
+from .subshells import Shell, Subshells, TooManySubshells, UnknownSubshellError
 
 log = logging.getLogger("geokernel.kernel")
 
@@ -319,7 +317,12 @@ class Kernel:
             self.on_shutdown(restart)
 
     def create_subshell_request(self, msg, channel):
-        self.reply(channel, msg, {"status": "ok", "subshell_id": self.subshells.create()})
+        try:
+            subshell_id = self.subshells.create()
+        except TooManySubshells as e:
+            self.reply(channel, msg, error_content(type(e).__name__, str(e)))
+            return
+        self.reply(channel, msg, {"status": "ok", "subshell_id": subshell_id})
 
     def delete_subshell_request(self, msg, channel):
         subshell_id = msg.content.get("subshell_id")
@@ -342,37 +345,10 @@ class Kernel:
         self.reply(channel, msg, {"status": "ok"})
 
     def usage_request(self, msg, channel):
-        import psutil  # lazy: only the resource-usage panel asks
+        from .usage import usage_content  # psutil loads only when the usage panel asks
 
-        # one psutil.Process per pid across requests: cpu_percent measures since the previous
-        # call on the same object (a new object always says 0)
         known = self.__dict__.setdefault("_usage_procs", {})
-        me = known.get(os.getpid()) or psutil.Process()
-        try:
-            procs = [me, *me.children(recursive=True)]
-        except psutil.Error:
-            procs = [me]
-        current = {}
-        for p in procs:
-            old = known.get(p.pid)
-            current[p.pid] = old if old is not None and old == p else p  # == : same start time
-        known.clear()
-        known.update(current)
-        cpu = mem = 0.0
-        for p in current.values():
-            try:
-                cpu += p.cpu_percent(interval=None)
-                full = p.memory_full_info()
-                mem += getattr(full, "pss", full.rss)
-            except psutil.Error:
-                pass
-        content = {"status": "ok", "hostname": socket.gethostname(), "pid": os.getpid(),
-                   "kernel_cpu": cpu, "kernel_memory": mem, "cpu_count": psutil.cpu_count(logical=True),
-                   "host_virtual_memory": dict(psutil.virtual_memory()._asdict())}
-        host_cpu = psutil.cpu_percent(interval=None)
-        if host_cpu:
-            content["host_cpu_percent"] = host_cpu
-        self.reply(channel, msg, content)
+        self.reply(channel, msg, usage_content(known))
 
     # ---- interrupts and stdin ------------------------------------------------------------
     def interrupt(self) -> None:

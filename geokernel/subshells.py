@@ -77,15 +77,26 @@ class Shell:
                 log.exception("shell worker survived an exception")
 
 
-class Subshells:
-    """The subshells of one kernel: create, delete, list, and the shell for a subshell id."""
+class TooManySubshells(RuntimeError):
+    """create_subshell_request beyond the kernel's limit."""
 
-    def __init__(self, main: Shell, run):
+
+class Subshells:
+    """The subshells of one kernel: create, delete, list, and the shell for a subshell id.
+    `max_subshells` (default 256): a greenlet each is cheap, but a client that never deletes
+    them must not grow the kernel without bound (JupyterLab makes one per comm target and
+    console)."""
+
+    def __init__(self, main: Shell, run, max_subshells: int = 256):
         self.main = main
         self._run = run
         self._shells: dict = {}
+        self.max_subshells = max_subshells
 
     def create(self) -> str:
+        if len(self._shells) >= self.max_subshells:
+            raise TooManySubshells(f"this kernel has {len(self._shells)} subshells, its limit "
+                                   f"(delete_subshell_request frees one)")
         subshell_id = str(uuid.uuid4())
         shell = Shell(subshell_id, self._run)
         shell.start()

@@ -317,3 +317,13 @@ def test_greenlets_spawned_by_a_request_publish_under_it(kernel):
 
     gevent.spawn(request_greenlet).join()
     assert seen == [head.header]
+
+
+def test_subshells_beyond_the_limit_are_refused(kernel):
+    k, t = kernel
+    k.subshells.max_subshells = 2
+    ids = [control(t, "create_subshell_request").content.get("subshell_id") for _ in range(2)]
+    refused = control(t, "create_subshell_request").content
+    assert refused["status"] == "error" and refused["ename"] == "TooManySubshells"
+    control(t, "delete_subshell_request", {"subshell_id": ids[0]})
+    assert control(t, "create_subshell_request").content["status"] == "ok"
