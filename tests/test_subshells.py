@@ -389,3 +389,41 @@ def test_interrupt_with_no_main_cell_stops_the_subshell_cell(kernel):
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     assert c.reply(c.execute("'alive'"))["content"]["status"] == "ok"
     c.control("delete_subshell_request", {"subshell_id": sid})
+
+
+ECHO_TARGET = """
+import comm
+def _echo(c, open_msg):
+    @c.on_msg
+    def _(msg):
+        n = msg['content']['data']['n']
+        print('handler', n)
+        c.send({'echo': n})
+comm.get_comm_manager().register_target('test.echo', _echo)
+"""
+
+
+def test_handlers_on_a_subshell_never_mix_into_a_printing_cell(kernel):
+    """The main cell prints without pause while comm handlers on a subshell print and send:
+    every message is whole and under its own request."""
+    _, kc = kernel
+    c = Client(kc)
+    sid = c.create()
+    c.reply(c.execute(ECHO_TARGET))
+    comm_id = f"echo-{time.monotonic_ns()}"
+    c.idle(c.send("comm_open", {"comm_id": comm_id, "target_name": "test.echo", "data": {}}, sid))
+    main = c.execute("print('go', flush=True)\nfor i in range(200000):\n    print('m', i)")
+    c.idle_until_stream(main)
+    sent = [c.send("comm_msg", {"comm_id": comm_id, "data": {"n": n}}, sid) for n in range(20)]
+    for n, mid in enumerate(sent):
+        msgs = c.idle(mid)
+        assert stdout(msgs) == f"handler {n}\n"
+        echoes = [m["content"]["data"] for m in msgs if m["msg_type"] == "comm_msg"]
+        assert echoes == [{"echo": n}]
+    c.reply(main)
+    assert stdout(c.idle(main)) == "go\n" + "".join(f"m {i}\n" for i in range(200000))
+    # (ordering, not timing) the handlers ran while the cell was printing
+    idles = [m["parent_header"]["msg_id"] for m in c.iopub
+             if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"]
+    assert set(sent) <= set(idles[:idles.index(main)])
+    c.control("delete_subshell_request", {"subshell_id": sid})
