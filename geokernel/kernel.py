@@ -43,6 +43,9 @@ class Kernel:
         # the main shell: shell requests that came on control run on its worker too (never
         # beside a parked cell) but ahead of its queue
         self.main_shell = Shell(None, self._run_request)
+        # comm messages on the main shell while its cell runs (frontends without subshells),
+        # handled beside the cell, in arrival order, at its next safe point (started on need)
+        self.main_comms = Shell(None, self._run_beside)
         self.subshells = Subshells(self.main_shell, self._run_request)
         self._cells: dict = {}  # greenlet -> RequestContext of the execute requests running now
         # greenlet -> RequestContext of requests running user code now (cells, comm handlers):
@@ -132,6 +135,14 @@ class Kernel:
         except UnknownSubshellError as e:
             self._refuse(msg, "shell", e)
             return
+        if shell is self.main_shell and msg.msg_type in self.user_handler_types and (
+                self.main_shell.worker in self._cells or self.main_comms.pending()):
+            # as ipykernel 7.4 does for a main-shell comm message while a request runs (there
+            # only at the cell's awaits; here at its next safe point, so a sync loop sees it too)
+            if self.main_comms.worker is None:
+                self.main_comms.start()
+            self.main_comms.put("shell", msg)
+            return
         shell.put("shell", msg)
 
     def _refuse(self, msg: Message, channel: str, err: Exception) -> None:
@@ -172,12 +183,19 @@ class Kernel:
         """A shell's worker: one request, in that shell's greenlet."""
         self.dispatch(msg, channel, self.shell_handlers, shell)
 
-    def dispatch(self, msg: Message, channel: str, table: dict, shell: Shell | None = None) -> None:
+    def _run_beside(self, channel: str, msg: Message, shell: Shell) -> None:
+        # no busy/idle, as on ipykernel: a frontend would show the kernel idle while the
+        # main cell still runs
+        self.dispatch(msg, channel, self.shell_handlers, shell, status=False)
+
+    def dispatch(self, msg: Message, channel: str, table: dict, shell: Shell | None = None,
+                 status: bool = True) -> None:
         handler = table.get(msg.msg_type)
         if handler is None and self._interp is None and self.load_interpreter is not None:
             self.interp  # some handlers (the debugger's) are registered when it loads
             handler = table.get(msg.msg_type)
-        self.publish_status("busy", msg)
+        if status:
+            self.publish_status("busy", msg)
         me = gevent.getcurrent()
         tickable = False
         try:
@@ -206,7 +224,8 @@ class Kernel:
             if tickable:
                 self.running.pop(me, None)
             self.publisher.flush_streams()
-            self.publish_status("idle", msg)
+            if status:
+                self.publish_status("idle", msg)
 
     def publish_status(self, state: str, parent: Message) -> None:
         self.publisher.publish("status", {"execution_state": state}, parent_header=parent.header)

@@ -45,6 +45,7 @@ class Shell:
         self.aborting = False  # execute requests are aborted until the queue has drained
         self.worker = None
         self.stopped = False
+        self.busy = False  # handling a request now
 
     def start(self) -> None:
         self.worker = gevent.spawn(self._loop)
@@ -71,10 +72,17 @@ class Shell:
             _, _, channel, msg = self.queue.get()
             if msg is _STOP:
                 return
+            self.busy = True
             try:
                 self._run(channel, msg, self)
             except BaseException:  # a late interrupt must never kill the worker
                 log.exception("shell worker survived an exception")
+            finally:
+                self.busy = False
+
+    def pending(self) -> bool:
+        """A request is running or waiting."""
+        return self.busy or not self.queue.empty()
 
 
 class TooManySubshells(RuntimeError):

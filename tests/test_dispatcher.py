@@ -327,3 +327,24 @@ def test_subshells_beyond_the_limit_are_refused(kernel):
     assert refused["status"] == "error" and refused["ename"] == "TooManySubshells"
     control(t, "delete_subshell_request", {"subshell_id": ids[0]})
     assert control(t, "create_subshell_request").content["status"] == "ok"
+
+
+def test_main_shell_comm_messages_run_beside_a_running_cell_without_status(kernel):
+    k, t = kernel
+    seen = []
+    k.shell_handlers["comm_msg"] = lambda msg, channel: seen.append(msg.content["n"])
+    main = execute(t, "sleep:0.3")
+    gevent.sleep(0.05)  # the cell is running
+    ids = [request(t, "shell", "comm_msg", {"n": n}) for n in range(3)]
+    gevent.sleep(0.05)
+    assert seen == [0, 1, 2] and t.outbox["shell"].empty()  # handled, in order, cell still running
+    assert t.receive("shell").parent_header["msg_id"] == main
+    statuses = []
+    while not t.outbox["iopub"].empty():
+        m = t.receive("iopub")
+        if m.msg_type == "status":
+            statuses.append(m.parent_header["msg_id"])
+    assert not set(ids) & set(statuses)
+    # while idle, a comm message is an ordinary request again: busy/idle, in queue order
+    idle_comm = request(t, "shell", "comm_msg", {"n": 3})
+    assert [m.content["execution_state"] for m in iopub_for(t, idle_comm)] == ["busy", "idle"]
