@@ -348,3 +348,14 @@ def test_main_shell_comm_messages_run_beside_a_running_cell_without_status(kerne
     # while idle, a comm message is an ordinary request again: busy/idle, in queue order
     idle_comm = request(t, "shell", "comm_msg", {"n": 3})
     assert [m.content["execution_state"] for m in iopub_for(t, idle_comm)] == ["busy", "idle"]
+
+
+def test_shell_requests_on_control_run_ahead_of_the_shell_queue(kernel):
+    k, t = kernel
+    first = execute(t, "sleep:0.2")
+    queued = [execute(t, "sleep:0.001"), execute(t, "sleep:0.002")]
+    gevent.sleep(0.05)  # the first cell is running, two wait
+    ahead = request(t, "control", "execute_request", {"code": "sleep:0"})
+    assert t.receive("control").parent_header["msg_id"] == ahead  # before the queued ones ran
+    assert [r.parent_header["msg_id"] for r in replies(t, "shell", 3)] == [first, *queued]
+    assert k.interp.ran == ["sleep:0.2", "sleep:0", "sleep:0.001", "sleep:0.002"]
