@@ -12,7 +12,10 @@ Lookup order for code that runs in no request's greenlet:
   (walking gevent's spawning_greenlet chain), as ipykernel routes a thread's output to the
   request being handled now;
 - anything else (the hub's timers, the kernel's own greenlets, other OS threads without an
-  explicit parent): the shell request started last, ipykernel's fallback "shell context".
+  explicit parent): the execute request started last on any shell, ipykernel's fallback
+  "shell context" except that other requests (comm messages, completions) never take it: with
+  JupyterLab sending widget messages on a subshell, a thread's progress output stays in the
+  cell instead of going to a slider's comm message, which no cell shows.
 """
 from __future__ import annotations
 
@@ -48,14 +51,14 @@ class RequestContext:
 
 
 NO_REQUEST = RequestContext()  # output that belongs to no request (start-up files)
-_latest = [NO_REQUEST]  # the shell request started last (the fallback, see above)
+_latest = [NO_REQUEST]  # the execute request started last (the fallback, see above)
 
 
 def activate(ctx: RequestContext) -> None:
     """Bind `ctx` in the calling greenlet for good (the dispatcher, per request): what the
     greenlet publishes after its request ended still goes there, as on ipykernel."""
     CURRENT.set(ctx)
-    if ctx.channel is not None:
+    if ctx.header.get("msg_type") == "execute_request":
         _latest[0] = ctx
 
 

@@ -6,8 +6,8 @@ prints into the current cell. An explicit parent supersedes that: `set_thread_pa
 (on the shell or on sys.stdout/sys.stderr) for the calling thread only, undone with
 `reset_thread_parent(token)`. A thread that runs in a copied context (`asyncio.to_thread`,
 `contextvars.copy_context().run`) keeps the request it was copied from, as on ipykernel where
-the parent is a ContextVar of the request's context. "Now" is the shell request started last
-(on any subshell), as ipykernel's shell context; see geokernel/context.py.
+the parent is a ContextVar of the request's context. "Now" is the execute request started last
+(on any subshell), as ipykernel's shell context but never a comm message; see context.py.
 """
 from __future__ import annotations
 
