@@ -12,14 +12,12 @@ The loop is the thread's running loop at all times (as on ipykernel, `asyncio.ge
 and `asyncio.create_task()` work in plain cells). `asyncio.run()` in a cell still works (unlike
 ipykernel): it runs its own loop in place of ours for its duration.
 
-Each callback runs with the parent header of the request that scheduled its task (a ContextVar
-set when a cell starts and put into the context of whatever a request schedules, copied into
-every task's context), so a background task's output goes to the cell or comm message that
-created it.
+Each callback runs with the parent header of the request that scheduled its task (the request
+context, a ContextVar the dispatcher binds in the request's greenlet and asyncio copies into
+every task's context), so a background task's output goes to the cell that created it.
 """
 from __future__ import annotations
 
-import contextvars
 import logging
 import sys
 import threading
@@ -32,8 +30,6 @@ from gevent.hub import Waiter, get_hub
 # loop class is built then (see install_on_import)
 
 log = logging.getLogger("geokernel.aioloop")
-
-from .threads import REQUEST_PARENT as _REQUEST_PARENT  # the cell a task's context came from
 
 _READ = 1  # libev EV_READ
 
@@ -77,27 +73,12 @@ def _loop_class():
         def _call_soon(self, callback, args, context):
             if not self._stepping:
                 self._wake()
-                context = self._request_context(context)
             return super()._call_soon(_routed, (self._publisher, callback, *args), context)
 
         def call_at(self, when, callback, *args, context=None):
             if not self._stepping:
                 self._wake()
-                context = self._request_context(context)
             return super().call_at(when, _routed, self._publisher, callback, *args, context=context)
-
-        def _request_context(self, context):
-            """Scheduled from outside a turn by the kernel's thread (a cell, a comm handler):
-            the callback (a new task's first step) belongs to the request being handled now,
-            as on ipykernel, where a comm message's tasks print into that message."""
-            if threading.get_ident() != self._thread_id:
-                return context
-            parent = self._publisher.parent_header
-            if context is None:
-                context = contextvars.copy_context()
-            if context.get(_REQUEST_PARENT) is not parent:
-                context.run(_REQUEST_PARENT.set, parent)
-            return context
 
         def _wake(self) -> None:
             # scheduled from outside a turn (a cell, a comm handler): the parked idle driver
@@ -174,7 +155,6 @@ def _loop_class():
 
         # ---- cell hooks (Kernel.cell_hooks) --------------------------------------------------
         def cell_started(self) -> None:
-            _REQUEST_PARENT.set(self._publisher.parent_header)  # runs in the cell's greenlet
             self._idle.clear()
 
         def cell_finished(self) -> None:
@@ -201,20 +181,11 @@ def _loop_class():
 
 
 def _routed(publisher, callback, *args):
-    """Run an asyncio callback with the parent of the request its task belongs to."""
+    """Run an asyncio callback (in its task's contextvars context, so what it publishes goes to
+    the request that made the task; streams keep each write's parent). The tick treats this
+    frame as the start of user code."""
     __tracebackhide__ = True  # noqa: F841
-    parent = _REQUEST_PARENT.get(None)
-    current = publisher.parent_header
-    if parent is None or parent is current:
-        return callback(*args)
-    publisher.flush_streams()  # what was written before belongs to the current request
-    publisher.parent_header = parent
-    try:
-        return callback(*args)
-    finally:
-        publisher.flush_streams()
-        if publisher.parent_header is parent:
-            publisher.parent_header = current
+    return callback(*args)
 
 
 _loop = None

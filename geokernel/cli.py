@@ -343,12 +343,11 @@ def _run_profile_startup(shell, publisher, profile) -> None:
     ipykernel, where it is published before the first one)."""
     from .ipython.profile import run_startup
 
-    parent, publisher.parent_header = publisher.parent_header, {}
-    try:
+    from .context import NO_REQUEST, bound
+
+    with bound(NO_REQUEST):
         run_startup(shell, profile)
         publisher.flush_streams()
-    finally:
-        publisher.parent_header = parent
 
 
 # IPython's dependencies, imported one by one with a hub turn in between, so a kernel_info
@@ -396,6 +395,6 @@ class _CooperativeYield:
         if now - self._last < self._every:
             return
         k = self._kernel
-        if k.executing and self._gevent.getcurrent() is k.worker:
+        if self._gevent.getcurrent() in k.running:
             self._last = now
             self._gevent.idle()

@@ -1,11 +1,16 @@
 """Comms through the `comm` package: the kernel installs `comm.create_comm` and
 `comm.get_comm_manager` (what ipywidgets 8 calls) and routes comm_open/comm_msg/comm_close
-from shell to the package's CommManager, in order with other shell requests."""
+from shell to the package's CommManager, in order with the other requests of their shell.
+JupyterLab >= 4.4 sends widget comm messages on a subshell: their handlers then run in that
+subshell's greenlet at the running cell's next safe point (the tick, a print, a wait), and what
+they publish goes to the comm message (its request context)."""
 from __future__ import annotations
 
 import logging
 
 from comm.base_comm import BaseComm, CommManager
+
+from .interrupts import call_user
 
 log = logging.getLogger("geokernel.comms")
 
@@ -66,13 +71,15 @@ class CommBridge:
             self.manager.register_comm(comm)
             comm.close()
             return
-        self.manager.comm_open(None, None, self._as_dict(msg))
+        call_user(self.manager.comm_open, None, None, self._as_dict(msg))
 
+    # handlers run user code (widget observers): through call_user, where the tick may switch
+    # away from them while a cell runs, as from the cell (the kernel marks them tickable)
     def _msg(self, msg, channel):
-        self.manager.comm_msg(None, None, self._as_dict(msg))
+        call_user(self.manager.comm_msg, None, None, self._as_dict(msg))
 
     def _close(self, msg, channel):
-        self.manager.comm_close(None, None, self._as_dict(msg))
+        call_user(self.manager.comm_close, None, None, self._as_dict(msg))
 
     def _info(self, msg, channel):
         target = msg.content.get("target_name")

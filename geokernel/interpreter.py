@@ -2,13 +2,31 @@
 through an injected Publisher. Subclasses implement the do_* methods."""
 from __future__ import annotations
 
+from . import context
+
 
 class Interpreter:
     def __init__(self, publisher, request_input=None):
         self.publisher = publisher
         self.request_input = request_input  # callable(prompt, password) -> str, from the kernel
-        self.last_error: dict | None = None
+        self._errors: dict = {}  # request msg_id -> the last error it published
         self.suppress_errors = False  # set while the kernel cleans up after an interrupt
+
+    @property
+    def last_error(self) -> dict | None:
+        """The last error the calling request published (cells of several shells may run
+        interleaved: each reads its own)."""
+        return self._errors.get(context.current_parent().get("msg_id"))
+
+    @last_error.setter
+    def last_error(self, error: dict | None) -> None:
+        key = context.current_parent().get("msg_id")
+        if error is None:
+            self._errors.pop(key, None)
+            return
+        if len(self._errors) > 64:  # errors outside any cell (comm handlers) are never read
+            self._errors.clear()
+        self._errors[key] = error
 
     # ---- what the dispatcher calls ---------------------------------------------------------
     @property

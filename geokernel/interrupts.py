@@ -121,8 +121,10 @@ class ExecutionTick:
 
         # a cell's code runs under run_code; a cell with top-level await runs its asyncio loop
         # under our loop runner (run_code is then a suspended coroutine, not on the stack)
+        # call_user: where the kernel calls user code outside a cell (comm handlers, the
+        # debugger's variable reprs)
         self._boundaries = (InteractiveShell.run_code.__code__, run_async_cell.__code__,
-                            *TICK_BOUNDARIES)
+                            call_user.__code__, *TICK_BOUNDARIES)
         self.kernel.on_interrupt = self.interrupt
         self.kernel.cell_hooks.insert(0, self)
         make_pdb_interruptible()
@@ -141,6 +143,7 @@ class ExecutionTick:
             self._unblock.arm(self.unblock_after + self.interval / 2, self.unblock_after)
 
     def cell_finished(self) -> None:
+        # (called when the last running cell of any shell ended)
         self.pending_interrupt = False
         if not self._sections:
             self._disarm()
@@ -158,7 +161,7 @@ class ExecutionTick:
         tick switches away from it as from a cell, so the cell goes on and frees them; after
         `timeout` seconds UserCodeTimeout is raised in it."""
         current = gevent.getcurrent()
-        if current is self.kernel.worker or current in self._sections or self._timer is None:
+        if current in self.kernel.running or current in self._sections or self._timer is None:
             yield  # the cell's own greenlet (or nested): it is already ticked
             return
         self._sections[current] = time.monotonic() + timeout
@@ -185,8 +188,9 @@ class ExecutionTick:
         return False
 
     def _executing_here(self) -> bool:
-        k = self.kernel
-        return k.executing and k.worker is not None and gevent.getcurrent() is k.worker
+        # a cell or a comm handler of any shell (main or subshell): while it runs user code,
+        # the others (and the hub) get their turn here
+        return gevent.getcurrent() in self.kernel.running
 
     def _on_tick(self, signum, frame) -> None:
         __tracebackhide__ = True  # noqa: F841 (IPython hides this frame in tracebacks)
@@ -198,7 +202,7 @@ class ExecutionTick:
             return self._tick_section(signum, frame, deadline)
         if not self._executing_here() or not self._in_user_code(frame):
             return
-        if self.pending_interrupt:
+        if self.pending_interrupt and gevent.getcurrent() is self.kernel.interrupt_target():
             self.pending_interrupt = False
             raise KeyboardInterrupt
         try:
@@ -227,12 +231,13 @@ class ExecutionTick:
     def interrupt(self, frame=None) -> None:
         __tracebackhide__ = True  # noqa: F841
         k = self.kernel
-        if not k.executing:
+        target = k.interrupt_target()
+        if target is None:
             return  # idle: an interrupt is harmless
-        if gevent.getcurrent() is k.worker:
+        if gevent.getcurrent() is target:
             if frame is not None and self._in_user_code(frame):
                 raise KeyboardInterrupt
             self.pending_interrupt = True  # delivered by the next tick at a safe point
         else:
             # the cell's greenlet is parked (input, sleep, tick): throw from the hub
-            gevent.get_hub().loop.run_callback(k.throw_into_worker)
+            gevent.get_hub().loop.run_callback(k.throw_into, target)

@@ -1,10 +1,12 @@
 """Publishing on iopub with the right parent; streams are flushed before anything else so
-output stays in order with displays, errors and replies."""
+output stays in order with displays, errors and replies. The parent of a message is the request
+context of the code that publishes it (geokernel/context.py), unless given explicitly."""
 from __future__ import annotations
 
 import threading
 from collections import deque
 
+from . import context
 from .message import Message, make_header
 
 
@@ -17,12 +19,23 @@ class Publisher:
         self._owner = threading.get_ident()
         self._foreign: deque = deque()
         self._wakeup = None
-        self.parent_header: dict = {}  # header of the shell request being handled
         self.fd_captures: list = []  # fd 1/2 captures: drained before any Python-level output
         self.streams: list = []  # sys.stdout / sys.stderr
         self.last_stream = None  # the stream written to last, flushed when the other writes
-        self.on_stream = None  # callable(name, text) per stream message: IPython's output history
+        self.on_stream = None  # callable(name, text, parent) per stream message: output history
         self.backlog = lambda: 0  # callable() -> iopub messages not yet on the wire (transport)
+        # callable() -> the parent of another OS thread's message (geokernel/threads.py)
+        self.thread_parent = lambda: context.latest().header
+
+    @property
+    def parent_header(self) -> dict:
+        """The parent of what the caller publishes now (compatibility: the request context is
+        the source of truth; assigning binds a parent in the calling greenlet only)."""
+        return context.current_parent()
+
+    @parent_header.setter
+    def parent_header(self, header: dict) -> None:
+        context.set_current_header(header)
 
     def drain_fds(self) -> None:
         for c in self.fd_captures:
@@ -41,7 +54,8 @@ class Publisher:
         """`history=False`: a stream that IPython's output history does not keep (fd output:
         it never passes through sys.stdout, as on ipykernel; 200 MB from a child stay out)."""
         if parent_header is None:
-            parent_header = self.parent_header
+            parent_header = context.current_parent() if threading.get_ident() == self._owner \
+                else self.thread_parent()
         msg = Message(make_header(msg_type, self.session), parent_header, metadata or {},
                       content, buffers or [])
         if threading.get_ident() != self._owner:
@@ -53,7 +67,7 @@ class Publisher:
         if msg_type != "stream":
             self.flush_streams()
         elif self.on_stream is not None and history:
-            self.on_stream(content["name"], content["text"])
+            self.on_stream(content["name"], content["text"], parent_header)
         self._send("iopub", msg)
 
     def _wake(self) -> None:

@@ -7,6 +7,10 @@ are buffered and flushed on a short hub timer, on size, and before anything else
 so a loop of prints still costs one message per interval. Writes from other OS threads never
 touch the hub directly: they go into a deque and wake the hub through a thread-safe async
 watcher.
+
+Buffered text keeps the parent of the request that wrote it (the writer's request context): a
+write under another parent publishes what is buffered first, so two cells interleaved at the
+tick (main shell and a subshell) never share a message.
 """
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ from collections import deque
 
 import gevent
 
+from .context import CURRENT, current_parent
+
 _get_ident = threading.get_ident
+_current_request = CURRENT.get  # bound once: the write path looks it up on every call
 
 
 class OutStream(io.TextIOBase):
@@ -30,6 +37,7 @@ class OutStream(io.TextIOBase):
         self._publisher = publisher
         self._max = max_buffer
         self._buf: list = []
+        self._buf_parent: dict = {}  # the parent header of the buffered text
         self._size = 0
         self._owner = _get_ident()
         self._armed = False  # the flush timer is running
@@ -77,11 +85,17 @@ class OutStream(io.TextIOBase):
         if not n:
             return 0
         if _get_ident() != self._owner:
-            parent = self._thread_parent() if self._thread_parent else self._publisher.parent_header
+            parent = self._thread_parent() if self._thread_parent else self._publisher.thread_parent()
             self._foreign.append((parent, s))
             self._wakeup.send()
             return n
         pub = self._publisher
+        ctx = _current_request(None)
+        parent = ctx.header if ctx is not None else current_parent()
+        if parent is not self._buf_parent:
+            if self._buf:
+                self._publish_buffer()
+            self._buf_parent = parent
         if pub.last_stream is not self:  # keep stdout/stderr interleaving in write order
             if pub.last_stream is not None:
                 pub.last_stream.flush()
@@ -130,7 +144,8 @@ class OutStream(io.TextIOBase):
             text = "".join(self._buf)
             self._buf.clear()
             self._size = 0
-            self._publisher.publish("stream", {"name": self.name, "text": text})
+            self._publisher.publish("stream", {"name": self.name, "text": text},
+                                    parent_header=self._buf_parent)
 
     def _publish_foreign(self) -> None:
         # one message per run of writes with the same parent, in arrival order

@@ -1,19 +1,20 @@
-"""The dispatcher: handler tables for shell and control, busy/idle bracketing, reply routing,
-the abort queue after errors, stdin round trips. No zmq here: it talks to a `send` callable."""
+"""The dispatcher: handler tables for shell and control, one queue and worker greenlet per shell
+(the main shell and kernel subshells, geokernel/subshells.py), busy/idle bracketing, reply
+routing, the abort queue after errors, stdin round trips. Each shell request runs with its own
+request context (geokernel/context.py), the parent of all it publishes. No zmq here: it talks
+to a `send` callable."""
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import socket
 
 import gevent
 import gevent.event
 from gevent.event import AsyncResult
-from gevent.queue import PriorityQueue
 
-from . import __version__
+from . import __version__, context
+from .context import RequestContext
 from .message import PROTOCOL_VERSION, Message, error_content, make_header, reply_type, utcnow_iso
+from .subshells import Shell, Subshells, TooManySubshells, UnknownSubshellError
 
 log = logging.getLogger("geokernel.kernel")
 
@@ -35,17 +36,23 @@ class Kernel:
         self.ports = ports or {}
         self.on_shutdown = None  # set by cli: callable(restart: bool)
         self.on_interrupt = None  # set by cli: how to interrupt the running cell
-        self.cell_hooks: list = []  # objects with cell_started()/cell_finished() (tick, fd capture)
-        # (priority, arrival, channel, message): shell requests that came on control run
-        # on the worker too (never beside a parked cell) but ahead of the shell queue
-        self._queue: PriorityQueue = PriorityQueue()
-        self._arrival = itertools.count()
-        self._aborting = False
-        self.executing = False
-        self.worker = None
-        self.current_request: Message | None = None  # the shell request being handled
-        self._stdin_request: Message | None = None
-        self._allow_stdin = False
+        # objects with cell_started()/cell_finished(): called when the first cell starts and
+        # the last one ends (the tick, fd capture, asyncio); hooks with `per_cell = True` are
+        # called for every cell, in the cell's greenlet (the debugger's per-greenlet tracing)
+        self.cell_hooks: list = []
+        # the main shell: shell requests that came on control run on its worker too (never
+        # beside a parked cell) but ahead of its queue
+        self.main_shell = Shell(None, self._run_request)
+        # comm messages on the main shell while its cell runs (frontends without subshells),
+        # handled beside the cell, in arrival order, at its next safe point (started on need)
+        self.main_comms = Shell(None, self._run_beside)
+        self.subshells = Subshells(self.main_shell, self._run_request)
+        self._cells: dict = {}  # greenlet -> RequestContext of the execute requests running now
+        # greenlet -> RequestContext of requests running user code now (cells, comm handlers):
+        # the tick may switch away from these greenlets (geokernel/interrupts.py)
+        self.running: dict = {}
+        # comm messages run handlers of user code (widgets' observers): tickable while a cell runs
+        self.user_handler_types = {"comm_open", "comm_msg", "comm_close"}
         self._input_waiters: dict = {}
         self.shell_handlers = {
             "execute_request": self.execute_request,
@@ -64,6 +71,9 @@ class Kernel:
             "interrupt_request": self.interrupt_request,
             "usage_request": self.usage_request,
             "connect_request": self.connect_request,
+            "create_subshell_request": self.create_subshell_request,
+            "delete_subshell_request": self.delete_subshell_request,
+            "list_subshell_request": self.list_subshell_request,
         }
         if interpreter is not None:
             self.attach_interpreter(interpreter)
@@ -82,15 +92,68 @@ class Kernel:
         return self._interp is not None
 
     def get_parent(self, channel: str = "shell") -> dict:
-        """The request being handled, as ipykernel exposes it (the Output widget reads it)."""
-        return {"header": self.publisher.parent_header}
+        """The request the caller works for, as ipykernel exposes it (the Output widget reads
+        it): the request context of the calling greenlet."""
+        return {"header": context.current_parent()}
+
+    # ---- state the tick, the cooperative yield and forked children read -------------------
+    @property
+    def worker(self):
+        """The main shell's worker greenlet."""
+        return self.main_shell.worker
+
+    @worker.setter
+    def worker(self, greenlet) -> None:
+        self.main_shell.worker = greenlet
+
+    @property
+    def executing(self) -> bool:
+        """A cell runs now, on any shell."""
+        return bool(self._cells)
+
+    @executing.setter
+    def executing(self, value: bool) -> None:
+        if not value:  # a forked child: nothing of the parent's runs here
+            self._cells.clear()
+            self.running.clear()
+
+    def interrupt_target(self):
+        """The greenlet an interrupt stops: the main shell's cell, else the subshell cell
+        started last (ipykernel cannot interrupt subshells; a greenlet can be)."""
+        main = self.main_shell.worker
+        if main is not None and main in self._cells:
+            return main
+        return next(reversed(self._cells), None)
 
     # ---- entry points from the transport --------------------------------------------------
     def start(self) -> None:
-        self.worker = gevent.spawn(self._shell_worker)
+        self.main_shell.start()
 
     def on_shell(self, msg: Message) -> None:
-        self._queue.put((1, next(self._arrival), "shell", msg))
+        try:
+            shell = self.subshells.get(msg.header.get("subshell_id"))
+        except UnknownSubshellError as e:
+            self._refuse(msg, "shell", e)
+            return
+        if shell is self.main_shell and msg.msg_type in self.user_handler_types and (
+                self.main_shell.worker in self._cells or self.main_comms.pending()):
+            # as ipykernel 7.4 does for a main-shell comm message while a request runs (there
+            # only at the cell's awaits; here at its next safe point, so a sync loop sees it too)
+            if self.main_comms.worker is None:
+                self.main_comms.start()
+            self.main_comms.put("shell", msg)
+            return
+        shell.put("shell", msg)
+
+    def _refuse(self, msg: Message, channel: str, err: Exception) -> None:
+        """A request for a subshell that is not there: busy, an error reply, idle (a client
+        tracks a request without a reply, e.g. comm_msg, by its idle status)."""
+        log.warning("cannot handle %s %s: %s", msg.msg_type, msg.msg_id, err)
+        self.publish_status("busy", msg)
+        if msg.msg_type.endswith("_request"):
+            self.reply(channel, msg, error_content(type(err).__name__, str(err)),
+                       {"status": "error"})
+        self.publish_status("idle", msg)
 
     def on_control(self, msg: Message) -> None:
         """Control is shell on its own socket (messaging spec): its own requests are answered
@@ -99,7 +162,7 @@ class Kernel:
             if self._interp is None and self.load_interpreter is not None:
                 self.interp  # registers the handlers of comms and the debugger
             if msg.msg_type in self.shell_handlers and msg.msg_type not in self.control_handlers:
-                self._queue.put((0, next(self._arrival), "control", msg))
+                self.main_shell.put("control", msg, priority=0)
                 return
         self.dispatch(msg, "control", self.control_handlers)
 
@@ -116,28 +179,37 @@ class Kernel:
         entry[1].set(msg.content.get("value", ""))
 
     # ---- dispatch ------------------------------------------------------------------------
-    def _shell_worker(self) -> None:
-        while True:
-            if self._aborting and self._queue.empty():
-                self._aborting = False
-            _, _, channel, msg = self._queue.get()
-            try:
-                self.dispatch(msg, channel, self.shell_handlers)
-            except BaseException:  # a late interrupt must never kill the worker
-                log.exception("shell worker survived an exception")
+    def _run_request(self, channel: str, msg: Message, shell: Shell) -> None:
+        """A shell's worker: one request, in that shell's greenlet."""
+        self.dispatch(msg, channel, self.shell_handlers, shell)
 
-    def dispatch(self, msg: Message, channel: str, table: dict) -> None:
+    def _run_beside(self, channel: str, msg: Message, shell: Shell) -> None:
+        # no busy/idle, as on ipykernel: a frontend would show the kernel idle while the
+        # main cell still runs
+        self.dispatch(msg, channel, self.shell_handlers, shell, status=False)
+
+    def dispatch(self, msg: Message, channel: str, table: dict, shell: Shell | None = None,
+                 status: bool = True) -> None:
         handler = table.get(msg.msg_type)
         if handler is None and self._interp is None and self.load_interpreter is not None:
             self.interp  # some handlers (the debugger's) are registered when it loads
             handler = table.get(msg.msg_type)
-        self.publish_status("busy", msg)
+        if status:
+            self.publish_status("busy", msg)
+        me = gevent.getcurrent()
+        tickable = False
         try:
-            if table is self.shell_handlers:  # outputs belong to this request
-                self.publisher.parent_header = msg.header
-                self.current_request = msg  # its full message: get_ipython().kernel.get_parent()
+            if shell is not None:  # outputs belong to this request, in this greenlet
+                ctx = RequestContext(msg, channel)
+                context.activate(ctx)
+                if msg.msg_type in self.user_handler_types:
+                    tickable = True
+                    self.running[me] = ctx
             if handler is not None:
-                handler(msg, channel)
+                if shell is not None and msg.msg_type == "execute_request":
+                    handler(msg, channel, shell)
+                else:
+                    handler(msg, channel)
             elif msg.msg_type.endswith("_request"):
                 log.warning("unknown message type %s on %s", msg.msg_type, channel)
                 self.reply(channel, msg, error_content(
@@ -149,8 +221,11 @@ class Kernel:
             if msg.msg_type.endswith("_request"):
                 self.reply(channel, msg, error_content(type(e).__name__, str(e)))
         finally:
+            if tickable:
+                self.running.pop(me, None)
             self.publisher.flush_streams()
-            self.publish_status("idle", msg)
+            if status:
+                self.publish_status("idle", msg)
 
     def publish_status(self, state: str, parent: Message) -> None:
         self.publisher.publish("status", {"execution_state": state}, parent_header=parent.header)
@@ -161,9 +236,10 @@ class Kernel:
                                     identities=request.identities))
 
     # ---- shell handlers ------------------------------------------------------------------
-    def execute_request(self, msg: Message, channel: str) -> None:
+    def execute_request(self, msg: Message, channel: str, shell: Shell | None = None) -> None:
         c = msg.content
-        if self._aborting:
+        shell = shell or self.main_shell
+        if shell.aborting:
             self.reply(channel, msg, {"status": "aborted", "execution_count": self.interp.execution_count},
                        {"status": "aborted", "engine": self.session})
             return
@@ -174,22 +250,17 @@ class Kernel:
         if not silent:
             self.publisher.publish("execute_input", {"code": code,
                                                      "execution_count": self.interp.execution_count})
-        self._stdin_request = msg
-        self._allow_stdin = bool(c.get("allow_stdin", True))
-        self.executing = True
-        for hook in self.cell_hooks:
-            hook.cell_started()
+        ctx = context.current()
+        ctx.allow_stdin = bool(c.get("allow_stdin", True))
+        self._cell_started(ctx)
         try:
             reply = self.interp.do_execute(
                 code, silent=silent, store_history=store_history,
                 user_expressions=c.get("user_expressions") or {},
-                allow_stdin=self._allow_stdin, cell_id=msg.metadata.get("cellId"),
+                allow_stdin=ctx.allow_stdin, cell_id=msg.metadata.get("cellId"),
                 cell_meta=msg.metadata)
         finally:
-            self.executing = False
-            for hook in reversed(self.cell_hooks):
-                hook.cell_finished()
-            self._stdin_request = None
+            self._cell_finished()
         self.publisher.flush_streams()
         md = {"started": started, "dependencies_met": True, "engine": self.session,
               "status": reply["status"]}
@@ -197,9 +268,27 @@ class Kernel:
             # abort what was sent before this reply (not what a client sends after seeing it):
             # let the shell greenlet pull in everything already waiting, then reply
             gevent.idle()
-            self._aborting = True
+            shell.aborting = True
         self.reply(channel, msg, reply, md)
         self.interp.after_execute()
+
+    def _cell_started(self, ctx: RequestContext) -> None:
+        me = gevent.getcurrent()
+        first = not self._cells
+        self._cells[me] = ctx
+        self.running[me] = ctx
+        for hook in self.cell_hooks:
+            if first or getattr(hook, "per_cell", False):
+                hook.cell_started()
+
+    def _cell_finished(self) -> None:
+        me = gevent.getcurrent()
+        self._cells.pop(me, None)
+        self.running.pop(me, None)
+        last = not self._cells
+        for hook in reversed(self.cell_hooks):
+            if last or getattr(hook, "per_cell", False):
+                hook.cell_finished()
 
     def kernel_info_request(self, msg: Message, channel: str) -> None:
         content = {"status": "ok", "protocol_version": PROTOCOL_VERSION,
@@ -246,66 +335,70 @@ class Kernel:
         if self.on_shutdown is not None:
             self.on_shutdown(restart)
 
+    def create_subshell_request(self, msg, channel):
+        try:
+            subshell_id = self.subshells.create()
+        except TooManySubshells as e:
+            self.reply(channel, msg, error_content(type(e).__name__, str(e)))
+            return
+        self.reply(channel, msg, {"status": "ok", "subshell_id": subshell_id})
+
+    def delete_subshell_request(self, msg, channel):
+        subshell_id = msg.content.get("subshell_id")
+        if not isinstance(subshell_id, str):
+            self.reply(channel, msg, error_content(
+                "ValueError", "delete_subshell_request needs a subshell_id (a string)"))
+            return
+        try:
+            self.subshells.delete(subshell_id)
+        except UnknownSubshellError as e:
+            self.reply(channel, msg, error_content(type(e).__name__, str(e)))
+            return
+        self.reply(channel, msg, {"status": "ok"})
+
+    def list_subshell_request(self, msg, channel):
+        self.reply(channel, msg, {"status": "ok", "subshell_id": self.subshells.ids()})
+
     def interrupt_request(self, msg, channel):
         self.interrupt()
         self.reply(channel, msg, {"status": "ok"})
 
     def usage_request(self, msg, channel):
-        import psutil  # lazy: only the resource-usage panel asks
+        from .usage import usage_content  # psutil loads only when the usage panel asks
 
-        # one psutil.Process per pid across requests: cpu_percent measures since the previous
-        # call on the same object (a new object always says 0)
         known = self.__dict__.setdefault("_usage_procs", {})
-        me = known.get(os.getpid()) or psutil.Process()
-        try:
-            procs = [me, *me.children(recursive=True)]
-        except psutil.Error:
-            procs = [me]
-        current = {}
-        for p in procs:
-            old = known.get(p.pid)
-            current[p.pid] = old if old is not None and old == p else p  # == : same start time
-        known.clear()
-        known.update(current)
-        cpu = mem = 0.0
-        for p in current.values():
-            try:
-                cpu += p.cpu_percent(interval=None)
-                full = p.memory_full_info()
-                mem += getattr(full, "pss", full.rss)
-            except psutil.Error:
-                pass
-        content = {"status": "ok", "hostname": socket.gethostname(), "pid": os.getpid(),
-                   "kernel_cpu": cpu, "kernel_memory": mem, "cpu_count": psutil.cpu_count(logical=True),
-                   "host_virtual_memory": dict(psutil.virtual_memory()._asdict())}
-        host_cpu = psutil.cpu_percent(interval=None)
-        if host_cpu:
-            content["host_cpu_percent"] = host_cpu
-        self.reply(channel, msg, content)
+        self.reply(channel, msg, usage_content(known))
 
     # ---- interrupts and stdin ------------------------------------------------------------
     def interrupt(self) -> None:
         """Raise KeyboardInterrupt in the running cell; harmless while idle."""
         if self.on_interrupt is not None:
             self.on_interrupt()
-        elif self.executing and self.worker is not None and gevent.getcurrent() is not self.worker:
-            gevent.get_hub().loop.run_callback(self.throw_into_worker)
+            return
+        target = self.interrupt_target()
+        if target is not None and gevent.getcurrent() is not target:
+            gevent.get_hub().loop.run_callback(self.throw_into, target)
+
+    def throw_into(self, greenlet) -> None:
+        # scheduled from the hub: throwing from another greenlet directly wedges it
+        if greenlet is not None and greenlet in self._cells and not greenlet.dead:
+            greenlet.throw(KeyboardInterrupt)
 
     def throw_into_worker(self) -> None:
-        # scheduled from the hub: throwing from another greenlet directly wedges it
-        if self.executing and self.worker is not None and not self.worker.dead:
-            self.worker.throw(KeyboardInterrupt)
+        self.throw_into(self.interrupt_target())
 
     def request_input(self, prompt: str, password: bool = False) -> str:
-        request = self._stdin_request
-        if request is None or not self._allow_stdin:
+        """Ask the client of the calling cell's request (its own request context: a subshell
+        cell asks its own client)."""
+        ctx = self.running.get(gevent.getcurrent()) or context.current()
+        if ctx.msg is None or not ctx.allow_stdin:
             raise StdinNotAllowed("stdin is not allowed for this request")
         self.publisher.flush_streams()
         header = make_header("input_request", self.session)
-        msg = Message(header, request.header, {}, {"prompt": prompt, "password": password},
-                      identities=request.identities)
+        msg = Message(header, ctx.header, {}, {"prompt": prompt, "password": password},
+                      identities=ctx.idents)
         waiter = AsyncResult()
-        self._input_waiters[header["msg_id"]] = (request.identities, waiter)
+        self._input_waiters[header["msg_id"]] = (ctx.idents, waiter)
         try:
             self._send("stdin", msg)
             value = waiter.get()

@@ -6,18 +6,18 @@ prints into the current cell. An explicit parent supersedes that: `set_thread_pa
 (on the shell or on sys.stdout/sys.stderr) for the calling thread only, undone with
 `reset_thread_parent(token)`. A thread that runs in a copied context (`asyncio.to_thread`,
 `contextvars.copy_context().run`) keeps the request it was copied from, as on ipykernel where
-the parent is a ContextVar of the request's context.
+the parent is a ContextVar of the request's context. "Now" is the execute request started last
+(on any subshell), as ipykernel's shell context but never a comm message; see context.py.
 """
 from __future__ import annotations
 
 import contextvars
 import threading
 
+from . import context
+
 # the explicit parent of the calling thread (set_thread_parent)
 THREAD_PARENT: contextvars.ContextVar = contextvars.ContextVar("geokernel_thread_parent")
-# the execute request whose context this is: set in the cell's greenlet when a cell starts, so
-# copies of that context (asyncio tasks, to_thread) carry it
-REQUEST_PARENT: contextvars.ContextVar = contextvars.ContextVar("geokernel_request_parent")
 
 _main_ident = threading.get_ident()
 
@@ -44,7 +44,8 @@ class ThreadParents:
             return THREAD_PARENT.get()
         except LookupError:
             pass
-        return REQUEST_PARENT.get(None) or self._publisher.parent_header
+        ctx = context.CURRENT.get(None)  # a context copied from a request's
+        return (ctx or context.latest()).header
 
     def set_thread_parent(self, parent):
         """Parent of the calling thread only; returns a token for reset_thread_parent."""
@@ -57,13 +58,14 @@ class ThreadParents:
         """The current request's parent for everyone (and the calling thread's, when it is
         not the kernel's thread), as ipykernel's shell.set_parent."""
         header = extract_header(parent)
-        self._publisher.parent_header = header
         if threading.get_ident() != _main_ident:
             THREAD_PARENT.set(header)
+        else:
+            context.set_current_header(header)  # the calling greenlet's request
 
     def get_parent(self) -> dict:
         """What the calling thread's output goes to, as a message dict ({"header": ...})."""
-        header = self() if threading.get_ident() != _main_ident else self._publisher.parent_header
+        header = self() if threading.get_ident() != _main_ident else context.current_parent()
         return {"header": header, "msg_id": header.get("msg_id"),
                 "msg_type": header.get("msg_type")} if header else {}
 
@@ -82,6 +84,7 @@ def install(publisher) -> ThreadParents:
     global _policy, _main_ident
     _main_ident = threading.get_ident()
     _policy = ThreadParents(publisher)
+    publisher.thread_parent = _policy
     return _policy
 
 

@@ -182,3 +182,180 @@ def test_badly_signed_messages_are_dropped(kernel):
     with pytest.raises(gevent.queue.Empty):
         t.receive("shell", timeout=0.1)
     assert k.interp.ran == []
+
+
+# ---- kernel subshells (JEP 91) and request contexts ------------------------------------------
+def control(transport, msg_type, content=None):
+    request(transport, "control", msg_type, content)
+    return transport.receive("control")
+
+
+def on_subshell(transport, subshell_id, code, ident=b"client", **content):
+    msg = Message(make_header("execute_request", SESSION), {}, {}, {"code": code, **content},
+                  identities=[ident])
+    msg.header["subshell_id"] = subshell_id
+    transport.inject("shell", msg)
+    return msg.msg_id
+
+
+def test_subshell_lifecycle_on_control(kernel):
+    _, t = kernel
+    created = control(t, "create_subshell_request")
+    assert created.msg_type == "create_subshell_reply" and created.content["status"] == "ok"
+    sid = created.content["subshell_id"]
+    assert control(t, "list_subshell_request").content == {"status": "ok", "subshell_id": [sid]}
+    assert control(t, "delete_subshell_request", {"subshell_id": sid}).content == {"status": "ok"}
+    assert control(t, "list_subshell_request").content["subshell_id"] == []
+    again = control(t, "delete_subshell_request", {"subshell_id": sid}).content
+    assert again["status"] == "error" and again["ename"] == "UnknownSubshellError"
+    bad = control(t, "delete_subshell_request", {}).content
+    assert bad["status"] == "error" and bad["ename"] == "ValueError"
+
+
+def test_a_subshell_answers_while_the_main_shell_is_busy(kernel):
+    k, t = kernel
+    sid = control(t, "create_subshell_request").content["subshell_id"]
+    main = execute(t, "sleep:0.5")
+    sub = on_subshell(t, sid, "sleep:0")
+    first, second = replies(t, "shell", 2)
+    assert [first.parent_header["msg_id"], second.parent_header["msg_id"]] == [sub, main]
+    assert first.parent_header["subshell_id"] == sid
+    msgs = iopub_for(t, sub)  # its own busy/idle, with the subshell request as parent
+    assert [m.content["execution_state"] for m in msgs if m.msg_type == "status"] == \
+        ["busy", "idle"]
+
+
+def test_unknown_subshell_gets_an_error_reply_with_busy_and_idle(kernel):
+    _, t = kernel
+    msg_id = on_subshell(t, "no-such-subshell", "sleep:0")
+    reply = t.receive("shell")
+    assert reply.parent_header["msg_id"] == msg_id
+    assert reply.content["status"] == "error" and reply.content["ename"] == "UnknownSubshellError"
+    assert [m.content["execution_state"] for m in iopub_for(t, msg_id)] == ["busy", "idle"]
+
+
+def test_an_error_aborts_only_the_queue_of_its_own_shell(kernel):
+    k, t = kernel
+    sid = control(t, "create_subshell_request").content["subshell_id"]
+    ids = [on_subshell(t, sid, "fail"), on_subshell(t, sid, "sleep:0"), execute(t, "sleep:0.01")]
+    got = {r.parent_header["msg_id"]: r.content["status"] for r in replies(t, "shell", 3)}
+    assert [got[i] for i in ids] == ["error", "aborted", "ok"]
+
+
+def test_deleting_a_busy_subshell_lets_its_cell_finish_and_drops_the_queue(kernel):
+    k, t = kernel
+    sid = control(t, "create_subshell_request").content["subshell_id"]
+    running = on_subshell(t, sid, "sleep:0.2")
+    on_subshell(t, sid, "sleep:0")  # queued behind it: dropped
+    gevent.sleep(0.05)
+    assert control(t, "delete_subshell_request", {"subshell_id": sid}).content["status"] == "ok"
+    reply = t.receive("shell")
+    assert reply.parent_header["msg_id"] == running and reply.content["status"] == "ok"
+    with pytest.raises(gevent.queue.Empty):
+        t.receive("shell", timeout=0.3)
+    assert k.interp.ran.count("sleep:0") == 0
+
+
+def test_input_from_a_subshell_goes_to_its_own_client(kernel):
+    _, t = kernel
+    sid = control(t, "create_subshell_request").content["subshell_id"]
+    main = execute(t, "sleep:0.3")
+    sub = on_subshell(t, sid, "ask:who? ", ident=b"console")
+    asked = t.receive("stdin")
+    assert asked.parent_header["msg_id"] == sub and asked.identities == [b"console"]
+    t.inject("stdin", Message(make_header("input_reply", SESSION), asked.header, {},
+                              {"value": "sub"}, identities=[b"console"]))
+    streams = [m for m in iopub_for(t, sub) if m.msg_type == "stream"]
+    assert [m.content["text"] for m in streams] == ["sub"]
+    got = {r.parent_header["msg_id"] for r in replies(t, "shell", 2)}
+    assert got == {main, sub}
+
+
+def test_streams_keep_the_parent_of_the_greenlet_that_wrote(kernel):
+    """Two requests write to one stream in turns: each message goes to its writer's request."""
+    from geokernel import context
+    from geokernel.context import RequestContext
+    from geokernel.iostream import OutStream
+
+    k, t = kernel
+    out = OutStream("stdout", k.publisher)
+    try:
+        heads = [Message(make_header("execute_request", SESSION), {}, {}, {}) for _ in range(2)]
+
+        def writer(head, tag):
+            context.activate(RequestContext(head))
+            for i in range(5):
+                out.write(f"{tag}{i}\n")
+                gevent.sleep(0)
+
+        gevent.joinall([gevent.spawn(writer, heads[0], "a"), gevent.spawn(writer, heads[1], "b")])
+        out.flush()
+        text: dict = {}
+        while not t.outbox["iopub"].empty():
+            m = t.receive("iopub")
+            if m.msg_type == "stream":
+                pid = m.parent_header["msg_id"]
+                text[pid] = text.get(pid, "") + m.content["text"]
+        assert text == {heads[0].msg_id: "a0\na1\na2\na3\na4\n",
+                        heads[1].msg_id: "b0\nb1\nb2\nb3\nb4\n"}
+    finally:
+        out.close_watchers()
+        k.publisher.streams.remove(out)
+
+
+def test_greenlets_spawned_by_a_request_publish_under_it(kernel):
+    from geokernel import context
+    from geokernel.context import RequestContext
+
+    k, t = kernel
+    head = Message(make_header("execute_request", SESSION), {}, {}, {})
+    seen = []
+
+    def request_greenlet():
+        context.activate(RequestContext(head))
+        gevent.spawn(lambda: seen.append(context.current_parent())).join()
+
+    gevent.spawn(request_greenlet).join()
+    assert seen == [head.header]
+
+
+def test_subshells_beyond_the_limit_are_refused(kernel):
+    k, t = kernel
+    k.subshells.max_subshells = 2
+    ids = [control(t, "create_subshell_request").content.get("subshell_id") for _ in range(2)]
+    refused = control(t, "create_subshell_request").content
+    assert refused["status"] == "error" and refused["ename"] == "TooManySubshells"
+    control(t, "delete_subshell_request", {"subshell_id": ids[0]})
+    assert control(t, "create_subshell_request").content["status"] == "ok"
+
+
+def test_main_shell_comm_messages_run_beside_a_running_cell_without_status(kernel):
+    k, t = kernel
+    seen = []
+    k.shell_handlers["comm_msg"] = lambda msg, channel: seen.append(msg.content["n"])
+    main = execute(t, "sleep:0.3")
+    gevent.sleep(0.05)  # the cell is running
+    ids = [request(t, "shell", "comm_msg", {"n": n}) for n in range(3)]
+    gevent.sleep(0.05)
+    assert seen == [0, 1, 2] and t.outbox["shell"].empty()  # handled, in order, cell still running
+    assert t.receive("shell").parent_header["msg_id"] == main
+    statuses = []
+    while not t.outbox["iopub"].empty():
+        m = t.receive("iopub")
+        if m.msg_type == "status":
+            statuses.append(m.parent_header["msg_id"])
+    assert not set(ids) & set(statuses)
+    # while idle, a comm message is an ordinary request again: busy/idle, in queue order
+    idle_comm = request(t, "shell", "comm_msg", {"n": 3})
+    assert [m.content["execution_state"] for m in iopub_for(t, idle_comm)] == ["busy", "idle"]
+
+
+def test_shell_requests_on_control_run_ahead_of_the_shell_queue(kernel):
+    k, t = kernel
+    first = execute(t, "sleep:0.2")
+    queued = [execute(t, "sleep:0.001"), execute(t, "sleep:0.002")]
+    gevent.sleep(0.05)  # the first cell is running, two wait
+    ahead = request(t, "control", "execute_request", {"code": "sleep:0"})
+    assert t.receive("control").parent_header["msg_id"] == ahead  # before the queued ones ran
+    assert [r.parent_header["msg_id"] for r in replies(t, "shell", 3)] == [first, *queued]
+    assert k.interp.ran == ["sleep:0.2", "sleep:0", "sleep:0.001", "sleep:0.002"]

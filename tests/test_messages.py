@@ -174,7 +174,7 @@ def test_kernel_info_on_shell_and_control(kernel):
                 "codemirror_mode", "nbconvert_exporter"):
         assert key in li
     assert "IPython" in reply["banner"] and reply["help_links"]
-    assert "kernel subshells" not in reply.get("supported_features", [])
+    assert reply["supported_features"][:2] == ["kernel subshells", "debugger"]  # as ipykernel 7
     msg = kc.session.msg("kernel_info_request")
     kc.control_channel.send(msg)
     ctl = kc.get_control_msg(timeout=10)

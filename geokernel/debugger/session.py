@@ -69,6 +69,8 @@ def _own_connection(py_db, wait: float = 5.0) -> None:
 
 
 class DebugSession:
+    per_cell = True  # its cell hooks run for every cell, main shell or subshell (see kernel.py)
+
     def __init__(self, kernel, shell, publisher, tick=None, startup_modules=frozenset()):
         self.kernel = kernel
         self.shell = shell

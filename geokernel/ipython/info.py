@@ -21,10 +21,10 @@ LANGUAGE_INFO = {
     "codemirror_mode": {"name": "ipython", "version": 3}, "pygments_lexer": "ipython3",
     "nbconvert_exporter": "python", "file_extension": ".py",
 }
-# what kernel_info advertises before and after IPython is loaded (one list, so both agree);
-# debug_request is always wired (geokernel.debugger). Not "kernel subshells": JupyterLab would
-# route widget comms to subshells we do not have.
-SUPPORTED_FEATURES = ("debugger",)
+# what kernel_info advertises before and after IPython is loaded (one list, so both agree), in
+# ipykernel 7's order: subshells are greenlets (geokernel/subshells.py); debug_request is always
+# wired (geokernel.debugger)
+SUPPORTED_FEATURES = ("kernel subshells", "debugger")
 _banner: str | None = None
 
 

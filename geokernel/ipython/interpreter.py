@@ -12,6 +12,7 @@ try:
 except ImportError:  # IPython < 9 keeps no cell output in history
     HistoryOutput = None
 
+from .. import context
 from ..interpreter import Interpreter
 from . import info
 from .shell import KernelShell, run_async_cell
@@ -29,11 +30,18 @@ class IPythonInterpreter(Interpreter):
 
         install_asyncio_loop(publisher, kernel)  # one loop for the kernel's life, once asyncio loads
         self._attach_thread_api()
+        if getattr(kernel, "subshells", None) is not None:
+            from .subshell_magic import register as register_subshell_magic
+
+            register_subshell_magic(self.shell, kernel)
         install_fork_policy(kernel, publisher, getattr(kernel, "ports", None))  # forked children
         # repeating + again() + stop in the callback = a one-shot that can be re-armed (libev
         # fires a re-started one-shot timer at once: that was a SQLite commit after every cell)
         self._history_timer = gevent.get_hub().loop.timer(1.0, 1.0)
-        self._recording = None  # execution count whose stream output goes into history
+        # request msg_id -> execution count whose stream output goes into history (cells of
+        # the main shell and of subshells may run interleaved)
+        self._recording: dict = {}
+        self._input_depth = 0  # cells running with builtins.input replaced
         if HistoryOutput is not None:
             publisher.on_stream = self._record_stream
 
@@ -60,16 +68,23 @@ class IPythonInterpreter(Interpreter):
                    cell_id=None, cell_meta=None) -> dict:
         shell = self.shell
         self.last_error = None
-        saved = builtins.input, getpass.getpass
-        builtins.input, getpass.getpass = (self._input, self._getpass) if allow_stdin else \
-            (self._no_input, self._no_input)
-        self._recording = shell.execution_count if store_history else None
+        # input() asks the client of the request that calls it (see _ask); replaced while any
+        # cell runs (cells of two shells may end in any order, so no save/restore per cell)
+        if self._input_depth == 0:
+            self._saved_input = builtins.input, getpass.getpass
+            builtins.input, getpass.getpass = self._input, self._getpass
+        self._input_depth += 1
+        msg_id = context.current().msg_id
+        if store_history:
+            self._recording[msg_id] = shell.execution_count
         shell.displayhook_error = False
         try:
             kw = {"cell_id": cell_id} if cell_id is not None else {}
             result = shell.run_cell(code, store_history=store_history, silent=silent, **kw)
         finally:
-            builtins.input, getpass.getpass = saved
+            self._input_depth -= 1
+            if self._input_depth == 0:
+                builtins.input, getpass.getpass = self._saved_input
         failed = result.error_before_exec or result.error_in_exec
         if failed is None and shell.displayhook_error and self.last_error is not None:
             reply = {"status": "error", **self.last_error}  # a formatter of Out[n] raised
@@ -84,12 +99,13 @@ class IPythonInterpreter(Interpreter):
                                      if reply["status"] == "ok" else {})
         reply["payload"] = shell.payload_manager.read_payload()
         shell.payload_manager.clear_payload()
+        self.last_error = None
         return reply
 
-    def _record_stream(self, name: str, text: str) -> None:
+    def _record_stream(self, name: str, text: str, parent: dict | None = None) -> None:
         """What IPython's own stream tee keeps per cell (history_manager.outputs, used by
         %notebook), one entry per published message instead of per write."""
-        count = self._recording
+        count = self._recording.get((parent or {}).get("msg_id")) if self._recording else None
         if count is None:
             return
         kind = "out_stream" if name == "stdout" else "err_stream"
@@ -101,7 +117,7 @@ class IPythonInterpreter(Interpreter):
 
     def after_execute(self) -> None:
         # the kernel flushed the cell's last output before its reply: recording ends here
-        self._recording = None
+        self._recording.pop(context.current().msg_id, None)
         # persist history without a thread: one SQLite commit (~1 ms) per second of activity
         # at most, armed by the first cell after a commit (no wake-ups while idle); shutdown
         # writes the rest
@@ -130,8 +146,12 @@ class IPythonInterpreter(Interpreter):
 
     def _ask(self, prompt, password):
         __tracebackhide__ = True  # noqa: F841
+        from ..kernel import StdinNotAllowed
+
         try:
             return self.request_input(prompt, password)
+        except StdinNotAllowed:
+            self._no_input()
         except KeyboardInterrupt:
             # a fresh exception: the traceback then stops here instead of listing (and having
             # IPython parse the source of) the kernel and gevent frames of the wait

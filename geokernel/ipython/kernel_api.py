@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from .. import context
 from ..message import make_header
 
 log = logging.getLogger("geokernel.kernel")
@@ -107,9 +108,12 @@ class KernelAPI:
         set_parent was given), else a dict built from the header alone."""
         if not header:
             return {}
-        request = getattr(self._kernel, "current_request", None)
+        request = context.current().msg  # the request the calling greenlet handles
         if request is not None and request.header is header:
             return message_dict(request)
+        latest = context.latest().msg  # another OS thread's: the execute request started last
+        if latest is not None and latest.header is header:
+            return message_dict(latest)
         given = self._set_parent
         if given is not None and header_of(given) is header:
             return given
@@ -118,7 +122,7 @@ class KernelAPI:
                 "content": {}, "buffers": []}
 
     def get_parent(self, channel: str = "shell") -> dict:
-        return self.parent_for(self._kernel.publisher.parent_header)
+        return self.parent_for(context.current_parent())
 
     def set_parent(self, ident, parent, channel: str = "shell") -> None:
         """ipykernel's signature (identities, parent message, channel)."""

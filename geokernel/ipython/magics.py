@@ -1,7 +1,7 @@
 """The magics a kernel adds to IPython's, as ipykernel 7 has them (so `%lsmagic` lists the same
 and notebooks that use them behave the same): `%edit` asks the frontend to open the file (an
 `edit_magic` payload: a kernel cannot run a terminal editor), `%clear`, `%less`/`%more`/`%man`
-through the pager payload, `%connect_info`, `%qtconsole`, `%autosave`, `%subshell`."""
+through the pager payload, `%connect_info`, `%qtconsole`, `%autosave` (`%subshell` is in subshell_magic.py)."""
 from __future__ import annotations
 
 import json
@@ -129,8 +129,3 @@ class KernelMagics(Magics):
         display(Javascript(f"IPython.notebook.set_autosave_interval({1000 * interval})"),
                 include=["application/javascript"])
         print(f"Autosaving every {interval} seconds" if interval else "Autosave disabled")
-
-    @line_magic
-    def subshell(self, arg_s):
-        """List the kernel's subshells (the answer of a kernel without subshells)."""
-        print("Kernel does not support subshells")
