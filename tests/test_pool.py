@@ -128,6 +128,26 @@ def test_completion_traceback_and_display_work(kernels):
     assert [m["content"]["data"]["text/html"] for m in msgs if m["msg_type"] == "execute_result"] == ["<b>x</b>"]
 
 
+def test_magics_shell_commands_history_and_input_work(kernels):
+    _, kc = kernels[0]
+    reply, msgs = execute(kc, "%timeit -n1 -r1 pass\n!echo from-a-shell")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    out = stdout_of(msgs)
+    assert "from-a-shell" in out and "per loop" in out
+    reply, msgs = execute(kc, "print(get_ipython().history_manager.hist_file != ':memory:', "
+                              "type(get_ipython()).__name__, get_ipython().kernel is not None)")
+    assert stdout_of(msgs).split() == ["True", "ZMQInteractiveShell", "True"]
+    msg_id = kc.execute("print('got', input('? '))", allow_stdin=True)
+    request = kc.get_stdin_msg(timeout=30)
+    assert request["content"]["prompt"] == "? "
+    kc.input("yes")
+    while True:
+        reply = kc.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    assert reply["content"]["status"] == "ok"
+
+
 def test_a_plot_is_shown_inline(kernels):
     _, kc = kernels[0]
     reply, msgs = execute(kc, "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()",

@@ -98,6 +98,37 @@ def warm_traceback() -> float:
     return time.perf_counter() - t0
 
 
+def warm_shell() -> float:
+    """Build one throwaway IPython shell (history in memory) and undo what it did to the
+    process: the classes' lazily built state (traitlets' per-class tables, magics tables,
+    compiled regexes, the completer's) is then made once, here, and shared; measured: a
+    kernel's own shell dirtied ~5.9 MiB of private pages after this instead of ~9-10 MiB."""
+    import atexit
+    import sys
+
+    t0 = time.perf_counter()
+    saved = sys.displayhook, sys.excepthook, sys.modules.get("__main__")
+    try:
+        from traitlets.config import Config
+
+        from ..ipython.shell import KernelShell  # the class every kernel instantiates
+
+        config = Config()
+        config.HistoryManager.hist_file = ":memory:"  # no file, and no history thread
+        shell = KernelShell.instance(config=config)
+        try:
+            atexit.unregister(shell.atexit_operations)
+        finally:
+            KernelShell.clear_instance()
+    except Exception:
+        pass  # only a warm-up
+    finally:
+        sys.displayhook, sys.excepthook = saved[0], saved[1]
+        if saved[2] is not None:
+            sys.modules["__main__"] = saved[2]
+    return time.perf_counter() - t0
+
+
 _filler: list = []  # kept for the zygote's life (see fill_free_blocks)
 
 
@@ -150,6 +181,7 @@ def warm_all(modules=DEFAULT_PRELOAD) -> dict:
     report = preload(modules)
     report["completion_ms"] = round(warm_completion() * 1000, 1)
     report["traceback_ms"] = round(warm_traceback() * 1000, 1)
+    report["shell_ms"] = round(warm_shell() * 1000, 1)
     if os_threads() != 1:
         raise ThreadStarted("warming up started an OS thread")
     import gc
