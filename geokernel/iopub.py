@@ -11,8 +11,10 @@ from .message import Message, make_header
 
 
 class Publisher:
-    def __init__(self, send, session: str):
-        self._send = send  # callable(channel, Message), usually Transport.send
+    def __init__(self, send, session: str, backlog=None):
+        """send: callable(channel, Message), usually Transport.send; backlog: callable() ->
+        iopub messages not yet on the wire (fd output waits on it; None: never waits)."""
+        self._send = send
         self.session = session
         # other OS threads (widgets updated from a thread) never touch the sockets: their
         # messages are queued and sent by the hub, woken through a thread-safe async watcher
@@ -23,7 +25,7 @@ class Publisher:
         self.streams: list = []  # sys.stdout / sys.stderr
         self.last_stream = None  # the stream written to last, flushed when the other writes
         self.on_stream = None  # callable(name, text, parent) per stream message: output history
-        self.backlog = lambda: 0  # callable() -> iopub messages not yet on the wire (transport)
+        self.backlog = backlog or (lambda: 0)
         # callable() -> the parent of another OS thread's message (geokernel/threads.py)
         self.thread_parent = lambda: context.latest().header
 

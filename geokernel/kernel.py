@@ -24,18 +24,25 @@ class StdinNotAllowed(Exception):
 
 
 class Kernel:
-    def __init__(self, session: str, interpreter, send, publisher, ports: dict | None = None):
+    def __init__(self, session: str, interpreter, send, publisher, ports: dict | None = None, *,
+                 load_interpreter=None, static_kernel_info=None, on_shutdown=None,
+                 connection_file: str | None = None):
+        """interpreter: an Interpreter, or None to load one on first need with
+        `load_interpreter(kernel)` (IPython costs ~100 ms of start-up); static_kernel_info:
+        callable() -> the kernel_info fields known before loading; send: callable(channel,
+        Message), the transport's; on_shutdown: callable(restart: bool); connection_file: for
+        %connect_info and %qtconsole."""
         self.session = session
         self._interp = interpreter
-        # the interpreter may be loaded on first need (IPython costs ~100 ms of start-up):
-        self.load_interpreter = None  # callable() -> interpreter
-        self.static_kernel_info = None  # callable() -> kernel_info fields, before loading
+        self.load_interpreter = (lambda: load_interpreter(self)) if load_interpreter else None
+        self.static_kernel_info = static_kernel_info
         self.answered_kernel_info = gevent.event.Event()
         self._send = send
         self.publisher = publisher
         self.ports = ports or {}
-        self.on_shutdown = None  # set by cli: callable(restart: bool)
-        self.on_interrupt = None  # set by cli: how to interrupt the running cell
+        self.on_shutdown = on_shutdown
+        self.connection_file = connection_file
+        self.on_interrupt = None  # the tick registers how to interrupt the running cell
         # objects with cell_started()/cell_finished(): called when the first cell starts and
         # the last one ends (the tick, fd capture, asyncio); hooks with `per_cell = True` are
         # called for every cell, in the cell's greenlet (the debugger's per-greenlet tracing)

@@ -1,5 +1,6 @@
-"""Process policy: the one module that owns what a kernel does to its process (environment,
-fd capture, parent death, SIGTERM, children, exit). cli.py assembles the layers and calls these."""
+"""Process policy: the one module that owns what a kernel does to its process (environment, its
+own logger, fd capture, sys.stdout/sys.stderr, SIGINT until the tick, parent death, SIGTERM,
+children, exit; forked children in forkchild.py). assembly.py calls these in order."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +10,52 @@ import sys
 log = logging.getLogger("geokernel.process")
 
 from .forkchild import install_fork_policy  # noqa: E402,F401 (what a forked child gets)
+
+
+def fail(message: str, code: int = 1):
+    """A one-line error on stderr and a non-zero exit (bad command line or connection file)."""
+    sys.stderr.write(f"geokernel: error: {message}\n")
+    raise SystemExit(code)
+
+
+def setup_logging(log_level: str) -> None:
+    """The kernel's own logger "geokernel" writes to the launcher's stderr (a descriptor taken
+    before fd 2 is captured) and does not propagate: the root logger stays the user's, so
+    logging.warning(), basicConfig() and library loggers reach the cell as on ipykernel."""
+    log_stream = os.fdopen(os.dup(2), "w", buffering=1, errors="backslashreplace")
+    handler = logging.StreamHandler(log_stream)
+    handler.setFormatter(logging.Formatter("[geokernel %(levelname)s] %(message)s"))
+    level = log_level.upper()
+    logger = logging.getLogger("geokernel")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.setLevel(level)
+    except ValueError:
+        logger.setLevel(logging.WARNING)
+
+
+def install_streams(publisher, on_write):
+    """sys.stdout/sys.stderr become the kernel's streams (fileno(): the captured fds 1/2), with
+    ipykernel 7's routing of other threads' output; returns the thread-parent policy."""
+    from .iostream import OutStream
+    from .threads import install as thread_policy
+
+    thread_parent = thread_policy(publisher)
+    captured = {c.fd for c in publisher.fd_captures}
+    sys.stdout = OutStream("stdout", publisher, on_write=on_write, thread_parent=thread_parent,
+                           fd=1 if 1 in captured else None)
+    sys.stderr = OutStream("stderr", publisher, on_write=on_write, thread_parent=thread_parent,
+                           fd=2 if 2 in captured else None)
+    return thread_parent
+
+
+def ignore_sigint() -> None:
+    """Until the tick installs its handler (with the interpreter): Ctrl-C must not end an idle
+    kernel (gevent would re-raise KeyboardInterrupt in the main greenlet)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def process_setup() -> None:

@@ -1,5 +1,13 @@
-"""What both transports share: decoding and routing what arrives on a channel, and the JEP 65
-iopub_welcome on every new subscription. Subclasses own the sockets and their greenlets.
+"""The Transport protocol every transport implements (ZMTP, libzmq, in memory), and what they
+share: decoding and routing what arrives on a channel, the JEP 65 iopub_welcome on every new
+subscription, encoding and the drop warning on send. Subclasses own the sockets.
+
+    t = SomeTransport(..., codec, session)   # nothing bound yet
+    t.bind()                                 # TransportError if a port is taken
+    t.start(handlers)                        # {"shell"|"control"|"stdin": callable(Message)}
+    t.send(channel, msg)                     # never blocks, never switches greenlets
+    t.backlog("iopub")                       # messages not yet on the wire (fd output waits)
+    t.close(); t.term()                      # stop serving; let the last replies leave
 
 Nothing a peer sends may end a channel's greenlet: every exception from decoding or handling
 one message (RecursionError from deeply nested JSON, MemoryError, a bug) is contained to that
@@ -12,16 +20,19 @@ import gevent
 
 from .message import Message, make_header
 from .wire import WireError
+from .zmtp.errors import TransportError  # noqa: F401  (raised by bind() of every transport)
 from .zmtp.ratelog import RateLimitedLog
 
 log = logging.getLogger("geokernel.transport")
 limited = RateLimitedLog(log)
 
+CHANNELS = ("shell", "control", "stdin", "iopub", "hb")
 
-class ChannelDispatch:
+
+class Transport:
     codec = None  # wire.Codec
     session = ""
-    handlers: dict  # channel name -> callable(Message), set by whoever assembles the kernel
+    handlers: dict = {}  # channel name -> callable(Message), given to start()
     # a TokenBucket for iopub_welcome where the socket cannot limit them per peer (libzmq's
     # XPUB reports every subscription of every peer); None: the socket already limits them
     welcome_limiter = None
@@ -93,5 +104,44 @@ class ChannelDispatch:
                             msg.msg_type, channel, type(e).__name__)
             return None
 
+    # ---- the protocol ------------------------------------------------------------------------
+    def bind(self) -> None:
+        raise NotImplementedError
+
+    def start(self, handlers: dict) -> None:
+        """Deliver what arrives on shell/control/stdin to `handlers` from now on."""
+        self.handlers = dict(handlers)
+        self._start_serving()
+
     def send(self, channel: str, msg: Message) -> None:
+        sock = self._socket(channel)
+        if sock is None:
+            return
+        frames = self.encode(channel, msg)
+        if frames is None:
+            return
+        dropped = self._send_frames(sock, frames)
+        if dropped:
+            limited.warning("hwm:" + channel, "dropped %s message on %s: %s", msg.msg_type,
+                            channel, dropped)
+
+    def backlog(self, channel: str) -> int:
+        return 0
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def term(self) -> None:
+        pass
+
+    # ---- what a subclass provides ------------------------------------------------------------
+    def _start_serving(self) -> None:
+        """Spawn the greenlets that receive (and call serve())."""
+
+    def _socket(self, channel: str):
+        """The socket (or queue) of `channel`, None when closed."""
+        raise NotImplementedError
+
+    def _send_frames(self, sock, frames) -> str | None:
+        """Queue `frames` without blocking; the reason when they were dropped, else None."""
         raise NotImplementedError

@@ -10,37 +10,32 @@ from __future__ import annotations
 from gevent.queue import Queue
 
 from .message import Message
-from .transport_base import ChannelDispatch
+from .transport_base import Transport
 from .wire import Codec
 
 CHANNELS = ("shell", "control", "stdin", "iopub")
 
 
-class MemoryTransport(ChannelDispatch):
-    def __init__(self, codec: Codec, session: str, handlers: dict | None = None):
+class MemoryTransport(Transport):
+    def __init__(self, codec: Codec, session: str):
         self.codec = codec
         self.session = session
-        self.handlers = dict(handlers or {})  # channel -> callable(Message), as on every transport
         self.outbox = {ch: Queue() for ch in CHANNELS}  # what the kernel sent, per channel
         self.closed = False
 
-    # the Transport protocol -------------------------------------------------------------------
+    # the Transport protocol (transport_base.py) -----------------------------------------------
     def bind(self) -> None:
         pass
 
-    def start(self) -> None:
-        pass
+    def _socket(self, channel: str):
+        return None if self.closed else self.outbox.get(channel)
 
-    def send(self, channel: str, msg: Message) -> None:
-        if self.closed or channel not in self.outbox:
-            return
-        self.outbox[channel].put(self.codec.deserialize(self.codec.serialize(msg)))
+    def _send_frames(self, queue, frames) -> str | None:
+        queue.put(self.codec.deserialize(frames))  # what a socket peer would decode
+        return None
 
     def close(self) -> None:
         self.closed = True
-
-    def term(self) -> None:
-        pass
 
     # the client side ---------------------------------------------------------------------------
     def inject(self, channel: str, msg: Message) -> None:

@@ -1,7 +1,8 @@
 """The five channels over our own pure-Python ZMTP (geokernel.zmtp): no libzmq in the process,
 so the kernel really is one OS thread (libzmq always adds an I/O thread and a reaper).
 
-Same interface and behaviour as `transport.Transport` (GEOKERNEL_TRANSPORT=zmq); the default.
+The default transport; the Transport protocol is in transport_base.py (the libzmq one,
+GEOKERNEL_TRANSPORT=zmq, is transport_zmq.py).
 Sends never block or switch greenlets: bytes are queued per peer and flushed by the peer's
 writer greenlet; at a peer's high-water mark messages are dropped with a warning (as zmq's
 ROUTER and XPUB drop).
@@ -14,32 +15,26 @@ import time
 import gevent
 
 from .connection import ConnectionInfo
-from .message import Message
-from .transport_base import ChannelDispatch, limited
+from .transport_base import Transport, TransportError
 from .wire import Codec
-from .zmtp.errors import TransportError
 from .zmtp.limits import Limits
 from .zmtp.sockets import RepSocket, RouterSocket, XPubSocket
 
 log = logging.getLogger("geokernel.transport")
 
-__all__ = ["ZmtpTransport", "TransportError"]
+__all__ = ["ZmtpTransport", "TransportError"]  # TransportError: from bind()
 
 LINGER = 1.0  # seconds term() waits for queued messages to leave (zmq transport: linger=1000)
 
 
-class ZmtpTransport(ChannelDispatch):
+class ZmtpTransport(Transport):
     def __init__(self, info: ConnectionInfo, codec: Codec, session: str, limits: Limits | None = None):
         self.info = info
         self.limits = limits  # zmtp.limits.Limits of every socket (None: the documented defaults)
         self.codec = codec
         self.session = session
-        self.ctx = None  # no zmq context: see term()
         self.sockets: dict = {}
         self.greenlets: list = []
-        # on_shell/on_control/on_stdin are set by whoever assembles the kernel
-        self.handlers: dict = {}
-        self.critical = None  # optional context manager guarding sends from the tick
         self._closed: list = []
 
     def bind(self) -> None:
@@ -72,22 +67,20 @@ class ZmtpTransport(ChannelDispatch):
             raise TransportError(f"bad CURVE key in the connection file: {e}") from None
         return lambda: CurveServer(public, secret, socket_type)
 
-    def start(self) -> None:
+    def _start_serving(self) -> None:
         for sock in self.sockets.values():
             sock.start()
         for name in ("shell", "control", "stdin"):
-            self.greenlets.append(gevent.spawn(self._serve_router, name))
-        self.greenlets.append(gevent.spawn(self._serve_iopub))
+            self.greenlets.append(gevent.spawn(self.serve, name, self.sockets[name].recv))
+        self.greenlets.append(gevent.spawn(self.serve, "iopub", self.sockets["iopub"].recv,
+                                           self.subscription_event))
         # the heartbeat echoes inside the hb peer's reader greenlet (RepSocket's default handler)
 
-    def send(self, channel: str, msg: Message) -> None:
-        sock = self.sockets.get(channel)
-        if sock is None:
-            return
-        frames = self.encode(channel, msg)
-        if frames is not None and sock.send(frames) is False:
-            limited.warning("hwm:" + channel, "dropped %s message on %s: high-water mark reached",
-                            msg.msg_type, channel)
+    def _socket(self, channel: str):
+        return self.sockets.get(channel)
+
+    def _send_frames(self, sock, frames) -> str | None:
+        return "high-water mark reached" if sock.send(frames) is False else None
 
     def backlog(self, channel: str) -> int:
         """Messages queued for the slowest peer of a channel (fd output waits on this)."""
@@ -110,9 +103,3 @@ class ZmtpTransport(ChannelDispatch):
         for sock in self._closed:
             sock.join(max(0.0, deadline - time.monotonic()))
         self._closed.clear()
-
-    def _serve_router(self, name: str) -> None:
-        self.serve(name, self.sockets[name].recv)
-
-    def _serve_iopub(self) -> None:
-        self.serve("iopub", self.sockets["iopub"].recv, self.subscription_event)

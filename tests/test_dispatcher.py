@@ -57,8 +57,8 @@ def kernel():
     publisher = Publisher(transport.send, "kernel-session")
     k = Kernel("kernel-session", None, transport.send, publisher, {"shell": 1})
     k.attach_interpreter(ScriptedInterpreter(publisher, request_input=k.request_input))
-    transport.handlers = {"shell": k.on_shell, "control": k.on_control, "stdin": k.on_stdin}
     k.start()
+    transport.start({"shell": k.on_shell, "control": k.on_control, "stdin": k.on_stdin})
     yield k, transport
     k.worker.kill()
 

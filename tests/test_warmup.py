@@ -138,3 +138,51 @@ def test_a_started_kernel_warms_its_completer_after_its_first_cell(tmp_path):
         assert "print" in reply["content"]["matches"]
     finally:
         stop_kernel(km, kc)
+
+
+class _SwallowingCompleter(_SlowCompleter):
+    """As IPython's completer: a matcher's BaseException is caught and its traceback printed
+    through sys.excepthook, and the completion goes on."""
+
+    def completions(self, code, pos):
+        import sys
+
+        try:
+            super().completions(code, pos)
+        except BaseException:
+            sys.excepthook(*sys.exc_info())
+        print("after the matcher")
+        return iter(())
+
+
+def test_an_abort_swallowed_by_the_completer_still_counts_and_prints_nothing(listening, capsys):
+    server, port = listening
+    completer = _SwallowingCompleter(20)
+    warmup = CompleterWarmup(_Kernel(), completer, {"shell": port})
+    client = socket.create_connection(("127.0.0.1", port))
+    try:
+        assert _step(warmup) is False and not completer.finished
+    finally:
+        client.close()
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_requests_during_the_warm_up_get_no_output_of_it():
+    """Requests that keep arriving while the warm-up runs (and aborts) its steps: none of them
+    gets a stream message (a traceback of an aborted step went to them once)."""
+    from conftest import collect_iopub, shell_reply
+
+    km, kc = start_kernel()
+    try:
+        assert _value(kc, "1 + 1") == 2  # the first cell: the warm-up starts after it
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            msg_id = kc.history(hist_access_type="tail", n=1)
+            shell_reply(kc, msg_id, 30)
+            msgs = collect_iopub(kc, msg_id, 30)
+            assert [m for m in msgs if m["msg_type"] == "stream"] == []
+            time.sleep(0.6)  # idle long enough for a step to start, then interrupt it
+        assert "print" in kc.complete("pri", reply=True, timeout=30)["content"]["matches"]
+    finally:
+        stop_kernel(km, kc)

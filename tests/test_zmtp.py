@@ -344,7 +344,7 @@ def test_bind_address_in_use():
 
 
 def test_zmtp_transport_imports_no_zmq():
-    code = ("import sys, geokernel.transport_zmtp, geokernel.cli; "
+    code = ("import sys, geokernel.transport_zmtp, geokernel.cli, geokernel.assembly; "
             "assert not [m for m in sys.modules if m == 'zmq' or m.startswith('zmq.')]")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

@@ -22,12 +22,14 @@ under `check_every`. Pooled kernels skip this: their zygote warmed jedi before t
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import select
 import signal
 import socket
 import stat
+import sys
 import time
 
 import gevent
@@ -41,6 +43,25 @@ CODES = ("import o", "pri", "import os; os.pa", "'abc'.st")
 class _Aborted(BaseException):
     """A request arrived during a warm-up step (BaseException: jedi's `except Exception`
     handlers must not swallow it)."""
+
+
+def _forget_partial_parses() -> None:
+    """An abort can stop parso's diff parser while it rewrites its cached tree of the last
+    completed code in place; the next completion would trip over that half-rewritten tree
+    (seen: "'Name' object has no attribute 'children'"). Drop parso's in-memory trees (they
+    are parsed again) and jedi's time caches."""
+    try:
+        import parso.cache
+
+        parso.cache.parser_cache.clear()
+    except Exception:
+        pass
+    try:
+        import jedi.cache
+
+        jedi.cache.clear_time_caches(True)
+    except Exception:
+        pass
 
 
 def request_sockets(ports: dict, skip=()) -> list[int]:
@@ -171,6 +192,15 @@ class CompleterWarmup:
         self._hb_fds = set(request_sockets(self.ports, skip=tuple(c for c in self.ports
                                                                    if c != "hb")))
         self._step_started = time.monotonic()
+        aborted = []
+        # IPython's completer catches BaseException from a matcher and prints its traceback
+        # through sys.excepthook: our abort lands there most of the time. Nothing of a warm-up
+        # may reach the user's cell, so the hook and the streams are ours during a step (no
+        # other greenlet runs during it: jedi never yields).
+        saved = sys.excepthook, sys.stdout, sys.stderr
+        sys.excepthook = lambda t, v, tb: aborted.append(v) if isinstance(v, _Aborted) else \
+            log.debug("completer warm-up of %r: a matcher failed", code, exc_info=(t, v, tb))
+        sys.stdout = sys.stderr = io.StringIO()
         self._active = gevent.getcurrent()
         try:
             try:
@@ -180,11 +210,16 @@ class CompleterWarmup:
             finally:
                 self._active = None  # first: from here on the handler raises no more
                 timer.disarm()
-        except _Aborted:
+        except _Aborted as e:
             timer.disarm()  # (the abort may have come before the disarm above)
-            return False
+            aborted.append(e)
         except Exception:  # a warm-up failing is no error of the user's
             log.debug("completer warm-up of %r failed", code, exc_info=True)
+        finally:
+            sys.excepthook, sys.stdout, sys.stderr = saved
+        if aborted:
+            _forget_partial_parses()
+            return False
         return True
 
     def _on_timer(self, signum, frame) -> None:

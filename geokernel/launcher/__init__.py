@@ -43,7 +43,7 @@ def launch(opts) -> None:
 
     import gevent.socket
 
-    from ..cli import run_kernel
+    from ..assembly import run_kernel
     from . import response
     from .listener import CommListener
     from .ports import bind_socket, select_ports

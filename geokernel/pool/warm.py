@@ -16,7 +16,8 @@ import time
 KERNEL_MODULES = (
     "gevent", "gevent.event", "gevent.queue", "gevent.lock", "gevent.socket", "gevent.select",
     "gevent.signal", "gevent.subprocess", "greenlet",
-    "geokernel.cli", "geokernel.connection", "geokernel.wire", "geokernel.message",
+    "geokernel.cli", "geokernel.assembly", "geokernel.connection", "geokernel.wire",
+    "geokernel.message",
     "geokernel.transport_zmtp", "geokernel.iopub", "geokernel.iostream", "geokernel.kernel",
     "geokernel.threads", "geokernel.fdcapture", "geokernel.interrupts", "geokernel.posix_timer",
     "geokernel.comms", "geokernel.aioloop", "geokernel.debugger", "geokernel.subprocesses",
@@ -71,6 +72,9 @@ def warm_completion() -> float:
     try:
         import jedi
 
+        from ..ipython import parse_cache
+
+        parse_cache.install()  # before jedi writes its cache (see parse_cache.py)
         for code in ("import o", "pri", "import os; os.pa", "'abc'.st"):
             jedi.Interpreter(code, [{}]).complete()
     except Exception:

@@ -1,4 +1,6 @@
-"""The five channels over zmq.green, each socket owned by exactly one receiving greenlet.
+"""The five channels over libzmq through zmq.green (GEOKERNEL_TRANSPORT=zmq; libzmq adds an
+I/O and a reaper thread), each socket owned by exactly one receiving greenlet. The Transport
+protocol is in transport_base.py.
 
 Sends happen from any greenlet with NOBLOCK (ROUTER and XPUB never block on send: they drop
 at the high-water mark instead), so no second greenlet ever waits on a socket.
@@ -12,17 +14,14 @@ import zmq
 import zmq.green as zmqg
 
 from .connection import ConnectionInfo
-from .message import Message
-from .transport_base import ChannelDispatch, limited
+from .transport_base import Transport, TransportError
 from .wire import Codec
 from .zmtp.ratelog import TokenBucket
-# defined in a zmq-free module so the zmtp transport raises the same class without zmq
-from .zmtp.errors import TransportError  # noqa: F401
 
 log = logging.getLogger("geokernel.transport")
 
 
-class Transport(ChannelDispatch):
+class ZmqTransport(Transport):
     def __init__(self, info: ConnectionInfo, codec: Codec, session: str):
         self.info = info
         self.codec = codec
@@ -30,9 +29,6 @@ class Transport(ChannelDispatch):
         self.ctx = zmqg.Context()
         self.sockets: dict = {}
         self.greenlets: list = []
-        # on_shell/on_control/on_stdin are set by whoever assembles the kernel
-        self.handlers: dict = {}
-        self.critical = None  # optional context manager guarding sends from the tick
         # a subscription flood must not become a welcome flood to every client
         self.welcome_limiter = TokenBucket(burst=32, rate=8.0)
 
@@ -63,23 +59,24 @@ class Transport(ChannelDispatch):
                 raise TransportError(f"cannot bind {name} channel to {url}: {e.strerror}") from None
             self.sockets[name] = sock
 
-    def start(self) -> None:
+    def _start_serving(self) -> None:
         for name in ("shell", "control", "stdin"):
-            self.greenlets.append(gevent.spawn(self._serve_router, name))
-        self.greenlets.append(gevent.spawn(self._serve_iopub))
+            sock = self.sockets[name]
+            self.greenlets.append(gevent.spawn(self.serve, name,
+                                               lambda sock=sock: sock.recv_multipart(copy=True)))
+        self.greenlets.append(gevent.spawn(self.serve, "iopub", self.sockets["iopub"].recv,
+                                           self.subscription_event))
         self.greenlets.append(gevent.spawn(self._serve_heartbeat))
 
-    def send(self, channel: str, msg: Message) -> None:
-        sock = self.sockets.get(channel)
-        if sock is None:
-            return
-        frames = self.encode(channel, msg)
-        if frames is None:
-            return
+    def _socket(self, channel: str):
+        return self.sockets.get(channel)
+
+    def _send_frames(self, sock, frames) -> str | None:
         try:
             sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=len(frames) > 6)
         except zmq.ZMQError as e:  # EAGAIN at the high-water mark, or a closed socket
-            limited.warning("hwm:" + channel, "dropped %s message on %s: %s", msg.msg_type, channel, str(e))
+            return str(e)
+        return None
 
     def term(self) -> None:
         self.ctx.term()  # waits (up to linger) for the last replies to leave
@@ -90,13 +87,6 @@ class Transport(ChannelDispatch):
         for sock in self.sockets.values():
             sock.close()
         self.sockets.clear()
-
-    def _serve_router(self, name: str) -> None:
-        sock = self.sockets[name]
-        self.serve(name, lambda: sock.recv_multipart(copy=True))
-
-    def _serve_iopub(self) -> None:
-        self.serve("iopub", self.sockets["iopub"].recv, self.subscription_event)
 
     def _serve_heartbeat(self) -> None:
         sock = self.sockets["hb"]
