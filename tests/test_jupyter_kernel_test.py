@@ -1,7 +1,29 @@
 """The community conformance suite (jupyter_kernel_test) with every sample filled in."""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import jupyter_kernel_test as jkt
+
+_saved_ipythondir = None
+
+
+def setup_module():
+    """The history tests search the IPython history database: give the kernels of this module
+    one of their own (the user's holds whatever other sessions ran, e.g. another `1+2`)."""
+    global _saved_ipythondir
+    _saved_ipythondir = os.environ.get("IPYTHONDIR")
+    os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="geokernel-jkt-")
+
+
+def teardown_module():
+    shutil.rmtree(os.environ["IPYTHONDIR"], ignore_errors=True)
+    if _saved_ipythondir is None:
+        os.environ.pop("IPYTHONDIR", None)
+    else:
+        os.environ["IPYTHONDIR"] = _saved_ipythondir
 
 
 class GeokernelTests(jkt.KernelTests):
