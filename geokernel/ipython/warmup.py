@@ -123,7 +123,7 @@ class CompleterWarmup:
         return gevent.spawn(self._run)
 
     def _idle(self) -> bool:
-        if self.kernel.executing:
+        if self.kernel.executing or self._debugging():
             return False
         self._fds = request_sockets(self.ports)
         try:
@@ -163,6 +163,14 @@ class CompleterWarmup:
             timer.close()
             signal.signal(self.signo, previous)
             self.done.set()
+
+    def _debugging(self) -> bool:
+        """A debug session is on: pydevd may trace this greenlet too, and jedi's internal
+        exceptions would stop at the user's exception breakpoints (seen: a stop in
+        typing_extensions.py). The warm-up waits until the session ends."""
+        handlers = getattr(self.kernel, "control_handlers", None) or {}
+        session = getattr(handlers.get("debug_request"), "session", None)
+        return bool(getattr(session, "started", False))
 
     def _after_next_ping(self, wait: float = 1.5) -> None:
         """With a client pinging the heartbeat (jupyter_client: every second), start a step
