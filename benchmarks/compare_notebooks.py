@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import re
 import shutil
 import sys
@@ -34,6 +35,7 @@ _NORMALISE = [
     (re.compile(r"^The slowest run took .*\n?", re.M), ""),  # %timeit's caching warning
     (re.compile(r"^.*per loop \(mean.*$", re.M), "TIMEIT"),
     (re.compile(r"0x[0-9a-fA-F]{4,}"), "0xADDR"),
+    (re.compile(r"(?<=object at )[0-9a-f]{6,}"), "ADDR"),  # IPython's ExecutionResult repr
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "UUID"),
     (re.compile(r"\b[0-9a-f]{32}\b"), "HEXID"),
     (re.compile(r"/tmp/(?:ipykernel|geokernel)_\d+/\d+\.py"), "CELLFILE"),
@@ -113,7 +115,9 @@ def without_installs(nb):
 
 
 def run_notebook(path: Path, kernel: str, timeout: int = 60) -> tuple:
-    """(executed notebook, seconds, error or None), run in a copy of its folder."""
+    """(executed notebook, seconds, error or None), run in a copy of its folder. The kernel
+    gets PYTHONHASHSEED=0: the order of sets of strings is then the same in both kernels."""
+    os.environ["PYTHONHASHSEED"] = "0"  # the kernel inherits nbclient's environment
     nb = without_installs(nbformat.read(str(path), as_version=4))
     with tempfile.TemporaryDirectory(prefix=f"nbcmp-{kernel}-") as tmp:
         work = Path(tmp) / "nb"
