@@ -6,7 +6,7 @@ every cell whose outputs differ after normalising what legitimately changes betw
         [--timeout 60] [--kernels geokernel python3] [-v]
 
 Each kernel runs the notebook in its own copy of the notebook's folder (notebooks write
-files). Exit status: 0 when every notebook gave the same outputs on both kernels, 1 otherwise.
+files); package installs in cells (`%pip install`) are skipped. Exit status: 0 when every notebook gave the same outputs on both kernels, 1 otherwise.
 tests/test_notebooks.py runs the notebooks under tests/notebooks/ with the same functions.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import re
 import shutil
 import sys
@@ -34,6 +35,7 @@ _NORMALISE = [
     (re.compile(r"^The slowest run took .*\n?", re.M), ""),  # %timeit's caching warning
     (re.compile(r"^.*per loop \(mean.*$", re.M), "TIMEIT"),
     (re.compile(r"0x[0-9a-fA-F]{4,}"), "0xADDR"),
+    (re.compile(r"(?<=object at )[0-9a-f]{6,}"), "ADDR"),  # IPython's ExecutionResult repr
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "UUID"),
     (re.compile(r"\b[0-9a-f]{32}\b"), "HEXID"),
     (re.compile(r"/tmp/(?:ipykernel|geokernel)_\d+/\d+\.py"), "CELLFILE"),
@@ -99,9 +101,24 @@ def normalise_outputs(outputs: list) -> list:
     return _normalise_value(out)
 
 
+_INSTALL = re.compile(r"^(\s*)[%!]\s*(?:pip|conda|mamba|micromamba)\s+install\b.*$", re.M)
+
+
+def without_installs(nb):
+    """Package installs in cells (`%pip install ...`, JupyterLite set-up cells) are replaced by
+    `pass`: the comparison is of kernels, not of what the first run installed for the second."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = _INSTALL.sub(r"\1pass  # (install skipped by compare_notebooks)",
+                                       cell.source)
+    return nb
+
+
 def run_notebook(path: Path, kernel: str, timeout: int = 60) -> tuple:
-    """(executed notebook, seconds, error or None), run in a copy of its folder."""
-    nb = nbformat.read(str(path), as_version=4)
+    """(executed notebook, seconds, error or None), run in a copy of its folder. The kernel
+    gets PYTHONHASHSEED=0: the order of sets of strings is then the same in both kernels."""
+    os.environ["PYTHONHASHSEED"] = "0"  # the kernel inherits nbclient's environment
+    nb = without_installs(nbformat.read(str(path), as_version=4))
     with tempfile.TemporaryDirectory(prefix=f"nbcmp-{kernel}-") as tmp:
         work = Path(tmp) / "nb"
         shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))

@@ -224,6 +224,12 @@ class ExecutionTick:
                                   "(does the running cell hold a lock it needs?)")
         gevent.sleep(self.unblock_turn if signum == self.unblock_signo else 0.001)
 
+    def _deliver_pending(self) -> None:
+        # runs on the hub, so the cell's greenlet is parked (or the tick took it already)
+        if self.pending_interrupt and self.kernel.executing:
+            self.pending_interrupt = False
+            self.kernel.throw_into_worker()
+
     def _on_sigint(self, signum, frame) -> None:
         __tracebackhide__ = True  # noqa: F841
         self.interrupt(frame)
@@ -237,7 +243,10 @@ class ExecutionTick:
         if gevent.getcurrent() is target:
             if frame is not None and self._in_user_code(frame):
                 raise KeyboardInterrupt
-            self.pending_interrupt = True  # delivered by the next tick at a safe point
+            self.pending_interrupt = True  # delivered by the next tick at a safe point,
+            # or, if the cell parks in a cooperative wait of the kernel's before any tick
+            # finds one (`!cmd` reading its terminal), thrown there from the hub
+            gevent.get_hub().loop.run_callback(self._deliver_pending)
         else:
             # the cell's greenlet is parked (input, sleep, tick): throw from the hub
             gevent.get_hub().loop.run_callback(k.throw_into, target)

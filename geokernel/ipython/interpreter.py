@@ -80,6 +80,8 @@ class IPythonInterpreter(Interpreter):
         shell.displayhook_error = False
         try:
             kw = {"cell_id": cell_id} if cell_id is not None else {}
+            if cell_meta is not None and _run_cell_takes_meta(shell):
+                kw["cell_meta"] = cell_meta  # the request's metadata, as ipykernel passes it
             result = shell.run_cell(code, store_history=store_history, silent=silent, **kw)
         finally:
             self._input_depth -= 1
@@ -220,3 +222,16 @@ class IPythonInterpreter(Interpreter):
         current = hm.session_number
         rows = [[s + current if s <= 0 else s, line, entry] for s, line, entry in hist]
         return {"status": "ok", "history": rows}
+
+
+_TAKES_META: dict = {}
+
+
+def _run_cell_takes_meta(shell) -> bool:
+    """IPython >= 9 gives run_cell's ExecutionInfo the cell's metadata (`cell_meta`)."""
+    cls = type(shell)
+    if cls not in _TAKES_META:
+        import inspect
+
+        _TAKES_META[cls] = "cell_meta" in inspect.signature(shell.run_cell).parameters
+    return _TAKES_META[cls]
