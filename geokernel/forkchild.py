@@ -101,33 +101,13 @@ def _private_hub() -> None:
 
 
 def _close_kernel_sockets(ports: set) -> None:
-    import socket
-    import stat
+    from .ownsockets import socket_fds_on_ports
 
-    try:
-        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
-    except OSError:
-        return
-    for fd in fds:
-        if fd <= 2:
-            continue
+    for fd in socket_fds_on_ports(ports):
         try:
-            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                continue
-            s = socket.socket(fileno=fd)
+            os.close(fd)  # closing our copy only: the parent's socket stays open
         except OSError:
-            continue
-        try:
-            name = s.getsockname()
-            mine = (isinstance(name, tuple) and len(name) >= 2 and name[1] in ports)
-        except OSError:
-            mine = False
-        s.detach()
-        if mine:
-            try:
-                os.close(fd)  # closing our copy only: the parent's socket stays open
-            except OSError:
-                pass
+            pass
 
 
 def _drop(*args, **kwargs) -> None:

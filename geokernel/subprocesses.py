@@ -46,8 +46,9 @@ def _pump(fd: int, sink) -> None:
         os.close(fd)
 
 
-def _wait(proc) -> int:
-    # cooperative wait without a SIGCHLD watcher
+def wait_cooperatively(proc) -> int:
+    """Wait for a child without blocking the hub and without a SIGCHLD watcher (also used by
+    system_pty.py)."""
     delay = 0.001
     while proc.poll() is None:
         gevent.sleep(delay)
@@ -62,7 +63,7 @@ def _stop(proc) -> None:
         except OSError:
             return
         with gevent.Timeout(grace, False):
-            _wait(proc)
+            wait_cooperatively(proc)
             return
 
 
@@ -74,7 +75,7 @@ def _run(cmd: str, merge_stderr: bool, on_out, on_err):
         _pump(out_r, on_out)
         if err_reader is not None:
             err_reader.join()
-        return _wait(proc)
+        return wait_cooperatively(proc)
     except BaseException as e:  # interrupt or shutdown: stop the whole command, then re-raise
         if err_reader is not None:
             err_reader.kill(block=False)

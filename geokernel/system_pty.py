@@ -25,6 +25,8 @@ import termios
 import gevent
 import gevent.os
 
+from .subprocesses import wait_cooperatively
+
 # ipykernel's pty (pexpect's default window): 24 rows, 80 columns
 WINDOW = (24, 80)
 # after ^C, how long the command may keep printing before it is ended (pexpect's
@@ -76,15 +78,6 @@ def _pump(master: int, sink) -> None:
         sink(chunk)
 
 
-def _wait(proc) -> int:
-    # cooperative wait without a SIGCHLD watcher
-    delay = 0.001
-    while proc.poll() is None:
-        gevent.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return proc.returncode
-
-
 def _end_group(proc) -> None:
     """End what is left of the command's process group (hang-up first, as a closing terminal
     would, then SIGKILL), and reap the command."""
@@ -96,9 +89,9 @@ def _end_group(proc) -> None:
             break
         if grace:
             with gevent.Timeout(grace, False):
-                _wait(proc)
+                wait_cooperatively(proc)
     with gevent.Timeout(1.0, False):
-        _wait(proc)
+        wait_cooperatively(proc)
 
 
 def _after_interrupt(proc, master: int, sink) -> None:
@@ -142,7 +135,7 @@ def run_on_pty(cmd: str, out=None) -> int:
     try:
         try:
             _pump(master, sink)
-            _wait(proc)  # the terminal closed: the shell is exiting (or redirected its fds)
+            wait_cooperatively(proc)  # the terminal closed: the shell is exiting (or redirected its fds)
         except KeyboardInterrupt:
             _after_interrupt(proc, master, sink)
     except BaseException:  # shutdown or an error of ours: leave nothing running

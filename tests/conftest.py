@@ -8,12 +8,13 @@ from jupyter_client.manager import KernelManager
 KERNEL_NAME = "geokernel"
 
 
-def start_kernel(env: dict | None = None, **kw):
-    """Start geokernel; `env` adds variables to the kernel's environment."""
+def start_kernel(env: dict | None = None, kernel_name: str = KERNEL_NAME, start_kw=None, **kw):
+    """Start a kernel (geokernel unless named) on 127.0.0.1 and wait until it is ready; `env`
+    adds variables to the kernel's environment, `start_kw` goes to start_kernel()."""
     import os
 
-    km = KernelManager(kernel_name=KERNEL_NAME, ip="127.0.0.1", **kw)
-    km.start_kernel(env={**os.environ, **(env or {})})
+    km = KernelManager(kernel_name=kernel_name, ip="127.0.0.1", **kw)
+    km.start_kernel(**{"env": {**os.environ, **(env or {})}, **(start_kw or {})})
     kc = km.client()
     kc.start_channels()
     try:

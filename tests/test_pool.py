@@ -12,12 +12,11 @@ import textwrap
 import time
 
 import pytest
-from jupyter_client.manager import KernelManager
 
 from geokernel.pool import client as pool
 from geokernel.pool.client import ZygoteError
 
-from conftest import execute, stdout_of
+from conftest import execute, start_kernel, stdout_of, stop_kernel
 
 POOL = "geokernel-pool"
 
@@ -40,25 +39,12 @@ def wait_gone(pid: int, timeout: float = 30) -> bool:
     return gone(pid)
 
 
-def start(**kw):
-    km = KernelManager(kernel_name=POOL, ip="127.0.0.1")
-    km.start_kernel(**kw)
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-    except Exception:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-        raise
-    return km, kc
+def start(env=None, **start_kw):
+    """A pooled kernel through KernelManager (conftest's start_kernel with the pool's name)."""
+    return start_kernel(env, kernel_name=POOL, start_kw=start_kw)
 
 
-def stop(km, kc):
-    kc.stop_channels()
-    if km.is_alive():
-        km.shutdown_kernel(now=False)
-    km.cleanup_resources()
+stop = stop_kernel
 
 
 def value(kc, expr: str):
@@ -209,7 +195,7 @@ def test_killing_one_kernel_leaves_the_others_alone(kernels):
 def test_shutdown_exit_code_env_cwd_and_stderr(tmp_path):
     log = tmp_path / "kernel.log"
     with open(log, "w") as err:
-        km, kc = start(env={**os.environ, "POOL_TEST_VAR": "yes", "GEOKERNEL_LOG_LEVEL": "INFO"},
+        km, kc = start({"POOL_TEST_VAR": "yes", "GEOKERNEL_LOG_LEVEL": "INFO"},
                        cwd=str(tmp_path), stderr=err)
     try:
         assert value(kc, "__import__('os').environ.get('POOL_TEST_VAR')") == "yes"

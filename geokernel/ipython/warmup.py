@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import select
 import signal
 import socket
-import stat
 import sys
 import time
 
 import gevent
+
+from ..ownsockets import socket_fds_on_ports
 
 log = logging.getLogger("geokernel.warmup")
 
@@ -67,29 +67,7 @@ def _forget_partial_parses() -> None:
 def request_sockets(ports: dict, skip=()) -> list[int]:
     """The kernel's own listening and connected TCP sockets (their local port is a kernel
     port), except those of the channels in `skip`."""
-    wanted = {p for ch, p in ports.items() if ch not in skip}
-    fds = []
-    try:
-        names = os.listdir("/proc/self/fd")
-    except OSError:
-        return fds
-    for name in names:
-        fd = int(name)
-        try:
-            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                continue
-            s = socket.socket(fileno=fd)
-        except OSError:
-            continue
-        try:
-            local = s.getsockname()
-            if isinstance(local, tuple) and len(local) >= 2 and local[1] in wanted:
-                fds.append(fd)
-        except OSError:
-            pass
-        finally:
-            s.detach()
-    return fds
+    return socket_fds_on_ports({p for ch, p in ports.items() if ch not in skip})
 
 
 class CompleterWarmup:
