@@ -205,7 +205,8 @@ class KernelShell(InteractiveShell):
         # rather than being returned (a returned value would be displayed as Out[n])
         exit_code = run_on_pty(self.var_expand(cmd, depth=1))
         self.user_ns["_exit_code"] = exit_code
-        if self.system_raise_on_error and exit_code != 0:
+        # (IPython >= 8.13 has the option; 8.12 never raises, as it never did there)
+        if getattr(self, "system_raise_on_error", False) and exit_code != 0:
             from subprocess import CalledProcessError
 
             raise CalledProcessError(exit_code, cmd)
