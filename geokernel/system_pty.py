@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import signal
+import struct
 import subprocess
 import sys
 import termios
@@ -44,11 +45,17 @@ def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+def _set_window(fd: int, window) -> None:
+    if hasattr(termios, "tcsetwinsize"):  # Python >= 3.11
+        termios.tcsetwinsize(fd, window)
+    else:  # the same ioctl by hand: struct winsize {rows, cols, xpixel, ypixel}
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", window[0], window[1], 0, 0))
+
+
 def _start(cmd: str, window=WINDOW):
     master, slave = os.openpty()
     try:
-        if hasattr(termios, "tcsetwinsize"):
-            termios.tcsetwinsize(slave, window)
+        _set_window(slave, window)
         proc = subprocess.Popen([_shell(), "-c", cmd], stdin=slave, stdout=slave, stderr=slave,
                                 start_new_session=True, preexec_fn=_take_terminal)
     except BaseException:
